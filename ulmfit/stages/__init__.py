@@ -1,0 +1,1 @@
+"""Pipeline stages: thin wrappers over the library, one function per CLI command."""

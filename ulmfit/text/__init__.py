@@ -1,0 +1,1 @@
+"""Text handling: input readers, tokenization rules, tokenizers and vocabularies."""
