@@ -1,0 +1,74 @@
+"""BPT3C: backpropagation through time for text classification.
+
+A document is read in chunks of ``bptt`` tokens, the LSTM state carried from chunk to chunk, and
+only its last ``max_len`` tokens are pooled and backpropagated through, so training memory is
+bounded by ``max_len`` tokens whatever the document length.
+
+Exact semantics, for a right-padded batch whose longest document has ``L`` tokens:
+
+* Pooling: each document is pooled over its own last ``max_len`` real tokens. This depends only
+  on the document, never on its batch-mates, so a prediction is the same alone or in any batch.
+* Gradient: positions ``[L - max_len, L)`` of the batch run with autograd, in chunks that start
+  exactly at ``L - max_len``; everything before runs under ``torch.no_grad()`` and builds no
+  graph. Inside that window the state is not detached between chunks (full backpropagation over
+  the window; it costs no extra memory since the pooled outputs keep each chunk's graph anyway).
+  So the longest document gets gradient through exactly its last ``max_len`` tokens and a shorter
+  one through a suffix of its last ``max_len`` tokens (none if it ends before ``L - max_len``;
+  length-sorted batches keep that rare).
+* Each document starts from a zero state at position 0; after it ends the LSTM runs on over its
+  right padding, which is harmless because pooling masks those positions out.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor, nn
+
+from .pooling import ConcatPooler
+
+
+def chunk_spans(length: int, bptt: int, max_len: int) -> list[tuple[int, int, bool]]:
+    """Split ``[0, length)`` into ``(start, end, keeps_grad)`` chunks of at most ``bptt`` tokens.
+
+    The chunks with ``keeps_grad`` cover exactly the last ``max_len`` positions.
+    """
+    if bptt < 1 or max_len < 1:
+        raise ValueError(f"bptt ({bptt}) and max_len ({max_len}) must be positive")
+    grad_start = max(0, length - max_len)
+    no_grad = [(s, min(s + bptt, grad_start), False) for s in range(0, grad_start, bptt)]
+    with_grad = [(s, min(s + bptt, length), True) for s in range(grad_start, length, bptt)]
+    return no_grad + with_grad
+
+
+def bpt3c_features(encoder: nn.Module, tokens: Tensor, lengths: Tensor, bptt: int,
+                   max_len: int) -> Tensor:
+    """Concat-pooled features [B, 3H] of a right-padded batch read the BPT3C way.
+
+    Args:
+        encoder: called as ``encoder(tokens [B, t], state)`` and returning an object with
+            ``last_raw`` [B, t, H] (last layer's undropped output) and ``state``
+            (``None`` = zero state). The head applies its own dropout, so pooling uses
+            ``last_raw``.
+        tokens: [B, T] token ids, document i in ``tokens[i, :lengths[i]]``, padding after it.
+        lengths: [B] number of real tokens per document.
+        bptt: chunk length.
+        max_len: how many final tokens of each document are pooled and backpropagated through.
+    """
+    if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
+        raise ValueError(f"tokens {tuple(tokens.shape)} and lengths {tuple(lengths.shape)} do not match")
+    lengths = lengths.to(tokens.device)
+    longest = int(lengths.max()) if len(lengths) else 0
+    if longest < 1 or longest > tokens.shape[1]:
+        raise ValueError(f"longest length {longest} does not fit tokens of width {tokens.shape[1]}")
+    pool_start = (lengths - max_len).clamp(min=0)
+    pooler = ConcatPooler()
+    state = None
+    for start, end, keeps_grad in chunk_spans(longest, bptt, max_len):
+        with contextlib.nullcontext() if keeps_grad else torch.no_grad():
+            out = encoder(tokens[:, start:end], state)
+        positions = torch.arange(start, end, device=tokens.device)
+        pooled = (positions >= pool_start[:, None]) & (positions < lengths[:, None])
+        pooler.update(out.last_raw, pooled)
+        state = out.state
+    return pooler.result()

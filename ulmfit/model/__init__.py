@@ -1,0 +1,31 @@
+"""The AWD-LSTM language model and its regularizers."""
+from .awd_lstm import (
+    PRESETS,
+    AWDLSTM,
+    AWDLSTMConfig,
+    EncoderOutput,
+    LanguageModel,
+    LMOutput,
+    State,
+    ar_tar_penalty,
+    detach_state,
+    make_config,
+)
+from .dropout import LockedDropout, WeightDropLSTM, embedding_dropout, locked_dropout
+
+__all__ = [
+    "PRESETS",
+    "AWDLSTM",
+    "AWDLSTMConfig",
+    "EncoderOutput",
+    "LanguageModel",
+    "LMOutput",
+    "State",
+    "ar_tar_penalty",
+    "detach_state",
+    "make_config",
+    "LockedDropout",
+    "WeightDropLSTM",
+    "embedding_dropout",
+    "locked_dropout",
+]
