@@ -64,3 +64,11 @@ def test_config_round_trip_and_unknown_keys(tmp_path):
     assert load_config(_Cfg, tmp_path / "c.json") == _Cfg(lr=0.5)
     with pytest.raises(UlmfitError, match="unknown _Cfg fields \\['typo'\\]"):
         config_from_dict(_Cfg, {"typo": 1})
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    write_json(tmp_path / "a.json", {})
+    with staging_dir(tmp_path / "run") as d:
+        (d / "x").write_text("1")
+    assert (tmp_path / "a.json").stat().st_mode & 0o044 == 0o044  # group/other readable (umask 022)
+    assert (tmp_path / "run").stat().st_mode & 0o055 == 0o055
