@@ -6,6 +6,7 @@ import sys
 import fire
 
 from .errors import UlmfitError
+from .stages.lm import evaluate_lm, finetune, pretrain
 from .stages.tokenize import tokenize
 
 
@@ -13,6 +14,9 @@ def commands() -> dict:
     """Subcommands in pipeline order; each is a plain function importable from ``ulmfit``."""
     return {
         "tokenize": tokenize,
+        "pretrain": pretrain,
+        "finetune": finetune,
+        "evaluate_lm": evaluate_lm,
     }
 
 

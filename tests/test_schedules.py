@@ -1,0 +1,58 @@
+import math
+
+import pytest
+
+from ulmfit.errors import UlmfitError
+from ulmfit.schedules import (constant, cosine, default_arg, discriminative_lrs, make_schedule,
+                              one_cycle, stlr)
+
+
+def test_stlr_matches_equation_3():
+    # T=1000, cut_frac=0.1 -> cut=100; eta_t / eta_max = (1 + p (ratio - 1)) / ratio.
+    assert stlr(0, 1000) == pytest.approx(1 / 32)
+    assert stlr(50, 1000) == pytest.approx((1 + 0.5 * 31) / 32)
+    assert stlr(100, 1000) == pytest.approx(1.0)
+    assert stlr(550, 1000) == pytest.approx((1 + 0.5 * 31) / 32)  # p = 1 - 450 / (100 * 9)
+    assert stlr(1000, 1000) == pytest.approx(1 / 32)
+    assert stlr(20, 100, cut_frac=0.2, ratio=10) == pytest.approx(1.0)
+    assert stlr(60, 100, cut_frac=0.2, ratio=10) == pytest.approx((1 + 0.5 * 9) / 10)
+
+
+def test_stlr_rises_then_falls_and_survives_tiny_runs():
+    values = [stlr(t, 200) for t in range(201)]
+    peak = values.index(max(values))
+    assert peak == 20
+    assert all(a < b for a, b in zip(values[:peak], values[1:peak + 1]))
+    assert all(a > b for a, b in zip(values[peak:-1], values[peak + 1:]))
+    assert [stlr(t, 3) for t in range(3)] == pytest.approx([1 / 32, 1.0, 1 - 1 / 9 * 31 / 32])
+    with pytest.raises(UlmfitError):
+        stlr(0, 10, cut_frac=1.0)
+
+
+def test_one_cycle_and_cosine_exact_points():
+    assert one_cycle(0, 100) == pytest.approx(1 / 25)
+    assert one_cycle(25, 100) == pytest.approx(1.0)
+    assert one_cycle(12.5, 100) == pytest.approx((1 / 25 + 1) / 2)
+    assert one_cycle(100, 100) == pytest.approx(1e-5)
+    assert one_cycle(62.5, 100) == pytest.approx((1 + 1e-5) / 2)
+    assert cosine(0, 10) == 1.0
+    assert cosine(5, 10) == pytest.approx(0.5)
+    assert cosine(10, 10, final=0.1) == pytest.approx(0.1)
+    assert constant(7, 10) == 1.0
+
+
+def test_make_schedule_picks_its_own_options():
+    fn = make_schedule("stlr", cut_frac=0.2, ratio=10.0, pct_start=0.3)
+    assert fn(20, 100) == pytest.approx(1.0)
+    assert make_schedule("one_cycle", cut_frac=0.2, pct_start=0.5)(50, 100) == pytest.approx(1.0)
+    with pytest.raises(UlmfitError, match="unknown schedule"):
+        make_schedule("linear")
+
+
+def test_discriminative_lrs_divide_by_factor_going_down():
+    lrs = discriminative_lrs(0.01, 4)
+    assert lrs[-1] == 0.01
+    assert lrs == pytest.approx([0.01 / 2.6 ** 3, 0.01 / 2.6 ** 2, 0.01 / 2.6, 0.01])
+    assert discriminative_lrs(1e-3, 3, factor=1.0) == [1e-3] * 3
+    assert default_arg(discriminative_lrs, "factor") == 2.6
+    assert math.isclose(default_arg(stlr, "ratio"), 32)

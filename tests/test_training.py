@@ -1,0 +1,259 @@
+import json
+import math
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ulmfit.errors import UlmfitError
+from ulmfit.lm_data import LMStream
+from ulmfit.model.awd_lstm import LanguageModel, make_config
+from ulmfit.schedules import constant, discriminative_lrs, make_schedule
+from ulmfit.training import (ARTAR, BEST_WEIGHTS, LAST_CHECKPOINT, LOG, Callback, LMWindows, Trainer,
+                             lm_loss, make_optimizer)
+
+HOOKS = ["on_fit_start", "on_epoch_start", "on_batch_start", "after_forward", "after_loss",
+         "after_backward", "before_step", "after_step", "on_eval_start", "on_eval_end",
+         "on_epoch_end", "on_fit_end"]
+
+
+class Recorder(Callback):
+    """Records every hook call (name, training?), the rates at each step and the model inputs."""
+
+    def __init__(self):
+        self.calls, self.lrs, self.inputs = [], [], []
+
+    def record(self, name, trainer):
+        self.calls.append((name, trainer.training))
+        if name == "before_step":
+            self.lrs.append([g["lr"] for g in trainer.optimizer.param_groups])
+        if name == "after_forward" and trainer.training:
+            self.inputs.append(trainer.inputs)
+
+
+for _hook in HOOKS:
+    setattr(Recorder, _hook, lambda self, trainer, _hook=_hook: self.record(_hook, trainer))
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(Callback):
+    """Simulates a crash: raises once the run reaches ``step`` (before that batch runs)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_batch_start(self, trainer):
+        if trainer.training and trainer.step == self.step:
+            raise Interrupt
+
+
+def tiny_stream(n_tokens=3000, bs=4, bptt=10, shuffle=True, seed=0, vocab=50):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(9, vocab, n_tokens).astype(np.int32)
+    ids[::37] = 2
+    offsets = np.concatenate([np.flatnonzero(ids == 2), [n_tokens]]).astype(np.int64)
+    return LMStream(ids[offsets[0]:], offsets - offsets[0], bs=bs, bptt=bptt, seed=seed, shuffle=shuffle)
+
+
+def tiny_lm_trainer(out_dir=None, epochs=2, extra=(), max_steps=None, checkpoint_interval_s=None, vocab=50):
+    torch.manual_seed(0)
+    cfg = make_config("tiny", vocab)
+    model = LanguageModel(cfg)
+    groups = model.layer_groups()
+    opt = make_optimizer(groups, discriminative_lrs(1e-2, len(groups)), wd=0.01, betas=(0.8, 0.99))
+    return Trainer(model, lm_loss, opt, make_schedule("stlr"),
+                   [LMWindows(bptt=10), ARTAR(cfg.ar_alpha, cfg.tar_beta), *extra],
+                   train_data=tiny_stream(), valid_data=tiny_stream(600, shuffle=False, seed=1),
+                   epochs=epochs, max_steps=max_steps, clip=0.4, out_dir=out_dir,
+                   checkpoint_interval_s=checkpoint_interval_s, progress=False)
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_hooks_run_in_order_for_training_and_evaluation():
+    rec = Recorder()
+    trainer = tiny_lm_trainer(epochs=1, extra=[rec], max_steps=2)
+    trainer.fit()
+    names = [n for n, _ in rec.calls]
+    batch = ["on_batch_start", "after_forward", "after_loss", "after_backward", "before_step", "after_step"]
+    assert names[:2 + 2 * len(batch)] == ["on_fit_start", "on_epoch_start"] + batch * 2
+    eval_part = names[2 + 2 * len(batch):]
+    assert eval_part[0] == "on_eval_start" and eval_part[-3:] == ["on_eval_end", "on_epoch_end", "on_fit_end"]
+    assert set(eval_part[1:-3]) == {"on_batch_start", "after_forward", "after_loss"}
+    assert all(not training for n, training in rec.calls if n in ("on_eval_start", "on_eval_end"))
+    assert trainer.step == 2 and len(trainer.history) == 1
+
+
+def test_lr_follows_schedule_times_group_rate_times_window_length():
+    rec = Recorder()
+    trainer = tiny_lm_trainer(epochs=1, extra=[rec], max_steps=6)
+    seq_lens = [b.seq_len for b in trainer.train_data.batches(0)][:6]
+    trainer.fit()
+    base = discriminative_lrs(1e-2, 3)
+    sched = make_schedule("stlr")
+    for step, lrs in enumerate(rec.lrs):
+        expected = [b * sched(step, 6) * seq_lens[step] / 10 for b in base]
+        assert lrs == pytest.approx(expected)
+
+
+def test_hidden_state_is_carried_detached_and_reset_each_epoch():
+    rec = Recorder()
+    trainer = tiny_lm_trainer(epochs=2, extra=[rec], max_steps=None)
+    trainer.train_data = tiny_stream(400)
+    trainer.fit()
+    per_epoch = trainer.train_data.n_batches(0)
+    states = [inp[1] for inp in rec.inputs]
+    assert states[0] is None and states[per_epoch] is None       # fresh at each epoch start
+    for state in states[1:per_epoch] + states[per_epoch + 1:]:
+        assert state is not None
+        assert all(not h.requires_grad and not c.requires_grad for h, c in state)
+        assert state[0][0].shape == (1, 4, 32)  # [1, bs, hidden] of the tiny preset's first layer
+
+
+def test_callbacks_can_replace_the_loss_and_skip_the_step():
+    class ZeroLoss(Callback):
+        def after_loss(self, trainer):
+            trainer.loss = trainer.loss * 0.0
+
+    class SkipStep(Callback):
+        def before_step(self, trainer):
+            trainer.skip_step = True
+
+    for cb in (ZeroLoss(), SkipStep()):
+        trainer = tiny_lm_trainer(epochs=1, extra=[cb], max_steps=3)
+        for g in trainer.optimizer.param_groups:
+            g["weight_decay"] = 0.0
+        before = weights(trainer.model)
+        trainer.fit()
+        after = trainer.model.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)
+        assert trainer.history[0]["train_loss"] > 1.0   # reported loss is the real one
+
+
+def test_optimizer_groups_cover_every_parameter_once():
+    model = LanguageModel(make_config("tiny", 30))
+    groups = model.layer_groups()
+    opt = make_optimizer(groups, discriminative_lrs(1e-3, len(groups)), kind="adam", betas=(0.7, 0.99), wd=0.1)
+    ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    assert [g["base_lr"] for g in opt.param_groups] == pytest.approx([1e-3 / 2.6 ** 2, 1e-3 / 2.6, 1e-3])
+    assert model.encoder.embedding.weight in opt.param_groups[-1]["params"]
+    assert opt.param_groups[0]["betas"] == (0.7, 0.99)
+    with pytest.raises(UlmfitError, match="unknown optimizer"):
+        make_optimizer(groups, [1e-3] * 3, kind="sgd")
+
+
+def test_checkpoints_and_log_load_with_weights_only(tmp_path):
+    trainer = tiny_lm_trainer(tmp_path, epochs=2)
+    history = trainer.fit()
+    ckpt = torch.load(tmp_path / LAST_CHECKPOINT, weights_only=True)
+    assert ckpt["epoch"] == 2 and ckpt["batch_index"] == 0 and ckpt["step"] == trainer.step
+    assert ckpt["optimizer"]["state"] and ckpt["rng"]["torch"].dtype == torch.uint8
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(ckpt["model"][k], v)
+    best = torch.load(tmp_path / BEST_WEIGHTS, weights_only=True)
+    assert set(best) == set(trainer.model.state_dict())
+    log = [json.loads(line) for line in (tmp_path / LOG).read_text().splitlines()]
+    assert log == history and [m["epoch"] for m in log] == [1, 2]
+    for key in ("train_loss", "valid_loss", "valid_ppl", "tokens_per_s"):
+        assert math.isfinite(log[-1][key])
+    assert log[-1]["valid_ppl"] == pytest.approx(math.exp(log[-1]["valid_loss"]))
+    assert log[-1]["valid_loss"] < math.log(50)  # learned something about the 50-token corpus
+
+
+@pytest.mark.parametrize("crash_step, interval", [("epoch", None), (17, 0.0)])
+def test_resume_gives_exactly_the_uninterrupted_result(tmp_path, crash_step, interval):
+    straight = tiny_lm_trainer(tmp_path / "a", epochs=2)
+    straight.fit()
+    per_epoch = straight.train_data.n_batches(0)
+    step = per_epoch if crash_step == "epoch" else crash_step
+
+    with pytest.raises(Interrupt):
+        tiny_lm_trainer(tmp_path / "b", epochs=2, extra=[InterruptAt(step)], checkpoint_interval_s=interval).fit()
+    ckpt = torch.load(tmp_path / "b" / LAST_CHECKPOINT, weights_only=True)
+    assert ckpt["step"] == step and (ckpt["batch_index"] == 0) == (crash_step == "epoch")
+    resumed = tiny_lm_trainer(tmp_path / "b", epochs=2)
+    torch.manual_seed(123)  # the resumed run must not depend on the process's RNG
+    resumed.fit(resume=True)
+
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    drop_timing = lambda h: [{k: v for k, v in m.items() if not k.endswith("_s")} for m in h]
+    assert drop_timing(straight.history) == drop_timing(resumed.history)
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(UlmfitError, match="no checkpoint"):
+        tiny_lm_trainer(tmp_path).fit(resume=True)
+
+
+def test_the_loop_is_not_lm_specific():
+    """A classifier-shaped task: (inputs, target) batches, loss over labels, no LM callbacks."""
+
+    class Batch(NamedTuple):
+        x: torch.Tensor
+        y: torch.Tensor
+
+        @property
+        def inputs(self):
+            return (self.x,)
+
+        @property
+        def target(self):
+            return self.y
+
+        @property
+        def n_tokens(self):
+            return self.x.numel()
+
+        def to(self, device):
+            return Batch(self.x.to(device), self.y.to(device))
+
+    class Blobs:
+        def __init__(self, seed):
+            g = torch.Generator().manual_seed(seed)
+            self.x = torch.randn(256, 2, generator=g)
+            self.y = (self.x.sum(1) > 0).long()
+
+        def n_batches(self, epoch):
+            return 8
+
+        def batches(self, epoch, start=0):
+            for i in range(start, 8):
+                yield Batch(self.x[i * 32:(i + 1) * 32], self.y[i * 32:(i + 1) * 32])
+
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    opt = make_optimizer([list(model.parameters())], [0.1])
+    trainer = Trainer(model, nn.functional.cross_entropy, opt, constant, train_data=Blobs(0),
+                      valid_data=Blobs(1), epochs=3, progress=False)
+    history = trainer.fit()
+    assert history[-1]["valid_loss"] < 0.3 < history[0]["train_loss"]
+
+
+def test_ar_tar_is_added_to_training_losses_only():
+    from ulmfit.model.awd_lstm import ar_tar_penalty
+
+    class Probe(Callback):
+        def __init__(self):
+            self.extra = {True: [], False: []}
+
+        def after_loss(self, trainer):
+            out = trainer.output
+            with torch.no_grad():
+                added = trainer.loss - lm_loss(out, trainer.target)
+                expected = ar_tar_penalty(out.last_raw, out.last_dropped, 2.0, 1.0) if trainer.training else 0.0
+            self.extra[trainer.training].append((float(added), float(expected)))
+
+    probe = Probe()
+    tiny_lm_trainer(epochs=1, extra=[probe], max_steps=3).fit()
+    assert len(probe.extra[True]) == 3 and probe.extra[False]
+    assert all(e > 0 and a == pytest.approx(e, rel=1e-5) for a, e in probe.extra[True])
+    assert all(a == 0.0 for a, _ in probe.extra[False])

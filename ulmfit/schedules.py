@@ -1,0 +1,93 @@
+"""Learning-rate schedules and discriminative rates, as small pure functions.
+
+A schedule maps ``(step, total_steps)`` to a multiplier of the base learning rate; ``step`` is the
+0-based index of the optimizer step about to be taken. The trainer multiplies every parameter
+group's base rate by it, so discriminative rates and schedules compose by multiplication.
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from typing import Callable
+
+from .errors import UlmfitError
+
+Schedule = Callable[[int, int], float]
+
+
+def constant(step: int, total_steps: int) -> float:
+    """The base rate throughout."""
+    return 1.0
+
+
+def stlr(step: int, total_steps: int, cut_frac: float = 0.1, ratio: float = 32.0) -> float:
+    """Slanted triangular rate (Howard & Ruder 2018, eq. 3): a short linear rise, a long linear decay.
+
+    The rise over the first ``cut = floor(total_steps * cut_frac)`` steps lets the model find a
+    good region quickly; the long decay refines it. The rate goes from ``1/ratio`` of the maximum
+    up to the maximum at ``step == cut`` and back down to ``1/ratio`` at ``step == total_steps``.
+    """
+    if not 0.0 < cut_frac < 1.0:
+        raise UlmfitError(f"stlr: cut_frac must be in (0, 1), got {cut_frac}")
+    cut = max(1, math.floor(total_steps * cut_frac))  # at least one warm-up step for tiny runs
+    if step < cut:
+        p = step / cut
+    else:
+        p = 1.0 - (step - cut) / (cut * (1.0 / cut_frac - 1.0))
+    return (1.0 + max(p, 0.0) * (ratio - 1.0)) / ratio
+
+
+def _cosine_between(start: float, end: float, fraction: float) -> float:
+    """Half a cosine from ``start`` (fraction 0) to ``end`` (fraction 1)."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    return end + (start - end) * (1.0 + math.cos(math.pi * fraction)) / 2.0
+
+
+def cosine(step: int, total_steps: int, final: float = 0.0) -> float:
+    """Cosine annealing from the base rate down to ``final`` times it, without warm-up."""
+    return _cosine_between(1.0, final, step / max(total_steps, 1))
+
+
+def one_cycle(step: int, total_steps: int, pct_start: float = 0.25, div: float = 25.0,
+              div_final: float = 1e5) -> float:
+    """1cycle (Smith 2018): cosine warm-up from ``1/div`` to 1, then cosine decay to ``1/div_final``."""
+    warm = pct_start * total_steps
+    if step < warm:
+        return _cosine_between(1.0 / div, 1.0, step / warm)
+    return _cosine_between(1.0, 1.0 / div_final, (step - warm) / max(total_steps - warm, 1))
+
+
+SCHEDULES: dict[str, Callable[..., float]] = {
+    "constant": constant,
+    "stlr": stlr,
+    "cosine": cosine,
+    "one_cycle": one_cycle,
+}
+
+
+def default_arg(fn: Callable, name: str):
+    """The default value of ``fn``'s argument ``name``; lets configs reuse it instead of restating it."""
+    return inspect.signature(fn).parameters[name].default
+
+
+def make_schedule(name: str, **options: float) -> Schedule:
+    """The schedule called ``name`` with those ``options`` it accepts (others are ignored).
+
+    Passing every schedule option of a config and letting each schedule pick its own keeps the
+    config flat (``cut_frac`` and ``ratio`` only matter for ``stlr``).
+    """
+    try:
+        fn = SCHEDULES[name]
+    except KeyError:
+        raise UlmfitError(f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)}") from None
+    accepted = inspect.signature(fn).parameters
+    return functools.partial(fn, **{k: v for k, v in options.items() if k in accepted})
+
+
+def discriminative_lrs(base_lr: float, n_groups: int, factor: float = 2.6) -> list[float]:
+    """Per-group rates, bottom group first: the top group gets ``base_lr``, each lower one ``/factor``.
+
+    Lower layers hold more general features and should change less when fine-tuning (ULMFiT 3.2).
+    """
+    return [base_lr / factor ** (n_groups - 1 - i) for i in range(n_groups)]

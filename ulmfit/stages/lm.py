@@ -1,0 +1,418 @@
+"""The ``pretrain`` and ``finetune`` stages: train an AWD-LSTM language model.
+
+Both produce a language-model folder::
+
+    model.pt      final weights (state_dict, loads with torch.load(weights_only=True))
+    encoder.pt    the encoder's weights alone (keys of ulmfit.model.AWDLSTM), for the classifier
+    config.json   the LMTrainConfig, with the model's AWDLSTMConfig nested under "model"
+    vocab.json, tokenizer.json (+ spm.model)   copied from the tokenized data folder
+    metrics.json  final and best validation loss and perplexity, tokens/s, time
+    log.jsonl     one line of metrics per epoch
+    best.pt       weights of the epoch with the lowest validation loss
+    last.pt       full training state, for --resume
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..config import config_from_dict, config_to_dict, load_config, save_config
+from ..errors import UlmfitError
+from ..files import atomic_path, read_json, write_json
+from ..lm_data import LMStream
+from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
+from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
+from ..text.corpus import available_splits, load_split
+from ..text.vocab import Vocab
+from ..training import ARTAR, LAST_CHECKPOINT, LMWindows, Trainer, lm_loss, make_optimizer, perplexity
+
+CONFIG = "config.json"
+MODEL = "model.pt"
+ENCODER = "encoder.pt"
+METRICS = "metrics.json"
+VOCAB = "vocab.json"
+TOKENIZER = "tokenizer.json"
+SPM_MODEL = "spm.model"
+CHECKPOINT_INTERVAL_S = 600  # an interrupted run loses at most ten minutes
+HOLD_OUT_EVERY = 10  # without a valid split, every 10th training document validates
+
+
+@dataclass
+class LMTrainConfig:
+    """Everything that determines a language-model training run (saved as ``config.json``).
+
+    The defaults are for pretraining; presets and the fine-tuning overrides change them.
+    """
+
+    preset: str = "cpu"                 # names the model preset too
+    model: AWDLSTMConfig = field(default_factory=AWDLSTMConfig)
+    data: str = ""                      # the tokenized folder trained on
+    pretrained: str | None = None       # fine-tuning: the pretrained LM folder
+    epochs: int = 1
+    max_steps: int | None = None        # bound the run (the schedule is compressed to fit)
+    bs: int = 64                        # parallel rows of the token stream
+    bptt: int = 70                      # mean window length
+    backwards: bool = False             # read every document reversed
+    optimizer: str = "adamw"
+    lr: float = 1e-2                    # peak rate of the top layer group
+    betas: tuple[float, float] = (0.8, 0.99)
+    wd: float = 0.01
+    clip: float | None = 0.4            # gradient-norm clipping
+    schedule: str = "one_cycle"
+    cut_frac: float = default_arg(stlr, "cut_frac")
+    ratio: float = default_arg(stlr, "ratio")
+    disc_factor: float = 1.0            # each lower layer group's rate is divided by this
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):  # loaded from JSON
+            self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
+        self.betas = tuple(self.betas)
+
+
+# Training-side overrides of the LMTrainConfig defaults per preset (the model preset of the same
+# name sets the sizes); "model" holds overrides of the model preset, e.g. its drop_mult.
+LM_PRESETS: dict[str, dict] = {
+    "paper": {"epochs": 10},
+    # one pass over wikipedia/train-small (~2.3M tokens) takes well under an hour on 2 cores
+    "cpu": {"model": {"drop_mult": 0.5}},
+    "tiny": {"bs": 16, "bptt": 20, "lr": 3e-2, "model": {"drop_mult": 0.2}},
+}
+
+# ULMFiT's LM fine-tuning (Howard & Ruder 2018, sec. 3.2): discriminative rates and STLR.
+FINETUNE_OVERRIDES: dict = {
+    "schedule": "stlr",
+    "disc_factor": default_arg(discriminative_lrs, "factor"),
+    "lr": 4e-3,
+}
+
+
+def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: int | None = None,
+             max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
+             lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
+             backwards: bool = LMTrainConfig.backwards, resume: bool = False, device: str = "auto") -> dict:
+    """Train a language model from scratch on a tokenized corpus (e.g. Wikipedia).
+
+    Options left out take the preset's value (see ``LM_PRESETS`` in ulmfit/stages/lm.py).
+
+    Args:
+        data: tokenized folder (output of ``ulmfit tokenize``); without a valid split, every
+            10th training document is held out for validation.
+        out: output folder for the language model; must be new or empty unless resuming.
+        preset: model and training size: "paper" (ULMFiT), "cpu" (small, 2-core CPU) or "tiny".
+        epochs: passes over the training split.
+        max_steps: stop after this many batches (the learning-rate schedule is fitted to it).
+        bs: batch size (parallel rows of the token stream).
+        bptt: mean window length in tokens.
+        lr: peak learning rate.
+        drop_mult: multiplier of all AWD-LSTM dropout probabilities.
+        seed: random seed of initialization, dropout and data order.
+        backwards: train a backward model (every document reversed).
+        resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        The run's summary, as written to metrics.json.
+    """
+    data_dir, out_dir = Path(data), Path(out)
+    vocab = Vocab.load(data_dir)
+    fields = _options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, bs=bs, bptt=bptt,
+                      lr=lr, seed=seed, backwards=backwards)
+    model_overrides = {**fields.pop("model", {}), **_given(drop_mult=drop_mult)}
+    cfg = LMTrainConfig(**fields, preset=preset, data=str(data_dir),
+                        model=make_config(preset, len(vocab), **model_overrides))
+    return _train(cfg, data_dir, out_dir, vocab, initial_weights=None, resume=resume, device=device)
+
+
+def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
+             max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
+             lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
+             backwards: bool = LMTrainConfig.backwards, resume: bool = False, device: str = "auto") -> dict:
+    """Fine-tune a pretrained language model on the target corpus (ULMFiT stage 2).
+
+    The pretrained embedding and decoder rows are mapped onto the target vocabulary (known
+    tokens keep their row, new ones start at the mean row), then all layers train with
+    discriminative learning rates and a slanted triangular schedule. Options left out take the
+    pretrained run's preset values with the fine-tuning overrides (``FINETUNE_OVERRIDES``).
+
+    Args:
+        pretrained: language-model folder written by ``ulmfit pretrain``.
+        data: tokenized target corpus, tokenized like the pretrained data; without a valid
+            split, every 10th training document is held out for validation.
+        out: output folder for the fine-tuned model and ``encoder.pt``; new or empty unless resuming.
+        epochs: passes over the training split.
+        max_steps: stop after this many batches (the learning-rate schedule is fitted to it).
+        bs: batch size (parallel rows of the token stream).
+        bptt: mean window length in tokens.
+        lr: peak learning rate of the top layer group.
+        drop_mult: multiplier of all dropout probabilities (default: the pretrained model's).
+        seed: random seed of dropout and data order.
+        backwards: fine-tune a backward model; the pretrained model must be backward too.
+        resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        The run's summary, as written to metrics.json.
+    """
+    pre_dir, data_dir, out_dir = Path(pretrained), Path(data), Path(out)
+    pre_cfg, vocab, weights = load_lm_for_data(pre_dir, data_dir)
+    if pre_cfg.backwards != backwards:
+        want, have = ("backward", "forward") if backwards else ("forward", "backward")
+        raise UlmfitError(f"{pre_dir}: is a {have} language model; a {want} one needs a {want} pretrained model")
+    fields = _options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs, max_steps=max_steps,
+                      bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards)
+    fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
+    model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **_given(drop_mult=drop_mult))
+    cfg = LMTrainConfig(**fields, preset=pre_cfg.preset, data=str(data_dir), pretrained=str(pre_dir),
+                        model=model_cfg)
+    return _train(cfg, data_dir, out_dir, vocab, initial_weights=weights, resume=resume, device=device)
+
+
+def evaluate_lm(model: str, data: str, split: str = "test", device: str = "auto") -> dict:
+    """Loss and perplexity of a language-model folder on one split of a tokenized folder.
+
+    Data with another vocabulary (tokenized the same way) is scored by the model with its rows
+    mapped as fine-tuning would start (tokens it never saw get the mean row), so a pretrained
+    and a fine-tuned model can be compared on the same target text.
+
+    Args:
+        model: language-model folder written by ``ulmfit pretrain`` or ``ulmfit finetune``.
+        data: tokenized folder.
+        split: which split of ``data`` to score: train, valid or test (valid falls back to the
+            held-out training documents, as in training).
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        ``{"loss": mean cross-entropy per token, "ppl": its exponential, "tokens": tokens scored}``.
+    """
+    cfg, vocab, weights = load_lm_for_data(Path(model), Path(data))
+    lm = LanguageModel(dataclasses.replace(cfg.model, vocab_size=len(vocab)))
+    lm.load_state_dict(weights)
+    dev = _device(device)
+    stream = _stream(cfg, Path(data), split, shuffle=False)
+    trainer = Trainer(lm.to(dev), lm_loss, callbacks=[LMWindows(cfg.bptt)], device=dev, progress=False)
+    result = trainer.evaluate(stream)
+    return {**result, "tokens": stream.bs * (stream.row_len - 1)}
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+def map_vocab_rows(old_itos: Sequence[str], new_itos: Sequence[str], old_weight: torch.Tensor) -> torch.Tensor:
+    """Rows of ``old_weight`` (indexed by ``old_itos``) rearranged for ``new_itos``.
+
+    A token known to the old vocabulary keeps its row; a new token gets the mean of the old
+    rows, a neutral starting point that fine-tuning moves from. Works for a [V, D] embedding or
+    decoder weight and a [V] decoder bias.
+    """
+    if old_weight.size(0) != len(old_itos):
+        raise ValueError(f"{old_weight.size(0)} rows for a vocabulary of {len(old_itos)}")
+    old_index = {tok: i for i, tok in enumerate(old_itos)}
+    new_weight = old_weight.mean(0, keepdim=True).repeat(len(new_itos), *[1] * (old_weight.dim() - 1))
+    pairs = [(new, old_index[tok]) for new, tok in enumerate(new_itos) if tok in old_index]
+    if pairs:
+        new_rows, old_rows = map(torch.tensor, zip(*pairs))
+        new_weight[new_rows] = old_weight[old_rows]
+    return new_weight
+
+
+VOCAB_KEYS = ("encoder.embedding.weight", "decoder.weight", "decoder.bias")
+
+
+def map_lm_vocab(state: dict[str, torch.Tensor], old_itos: Sequence[str],
+                 new_itos: Sequence[str]) -> dict[str, torch.Tensor]:
+    """A language model's state_dict with its vocabulary-indexed tensors mapped to ``new_itos``."""
+    return {k: map_vocab_rows(old_itos, new_itos, v) if k in VOCAB_KEYS else v for k, v in state.items()}
+
+
+def load_lm_for_data(model_dir: Path, data_dir: Path) -> tuple[LMTrainConfig, Vocab, dict[str, torch.Tensor]]:
+    """A language-model folder's config, and its weights mapped onto the vocabulary of ``data_dir``.
+
+    Checks first that ``data_dir`` was tokenized the same way and that the weights fit the
+    architecture and vocabulary recorded in the folder. Returns ``data_dir``'s vocabulary too.
+    """
+    cfg = load_config(LMTrainConfig, _require(model_dir / CONFIG))
+    check_same_tokenizer(model_dir, data_dir)
+    old_itos = Vocab.load(_require(model_dir / VOCAB)).itos
+    vocab = Vocab.load(data_dir)
+    weights = load_lm_weights(model_dir, cfg.model, len(old_itos))
+    return cfg, vocab, map_lm_vocab(weights, old_itos, vocab.itos)
+
+
+def load_lm_weights(folder: Path, model_cfg: AWDLSTMConfig, vocab_size: int) -> dict[str, torch.Tensor]:
+    """``folder/model.pt``, checked against the architecture in its config.json and its vocabulary."""
+    path = _require(folder / MODEL)
+    if model_cfg.vocab_size != vocab_size:
+        raise UlmfitError(f"{folder / VOCAB}: {vocab_size} tokens, but {folder / CONFIG} says "
+                          f"vocab_size={model_cfg.vocab_size}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        LanguageModel(model_cfg).load_state_dict(state)
+    except Exception as e:  # unpickling or shape errors: the file does not fit the config
+        raise UlmfitError(f"{path}: does not match the architecture in {folder / CONFIG} ({_first_line(e)})") from None
+    return state
+
+
+def check_same_tokenizer(pretrained: Path, data: Path) -> None:
+    """Refuse target data tokenized differently from the pretrained model's data.
+
+    Token strings only mean the same thing under the same tokenizer: the kind, language and
+    rules must agree, and for SentencePiece the very same ``spm.model``.
+    """
+    pre, tgt = read_json(_require(pretrained / TOKENIZER)), read_json(_require(data / TOKENIZER))
+    for key in ("kind", "lang", "pre_rules", "post_rules"):
+        if pre.get(key) != tgt.get(key):
+            raise UlmfitError(f"{data / TOKENIZER}: {key} is {tgt.get(key)!r} but the pretrained model at "
+                              f"{pretrained} used {pre.get(key)!r}; tokenize the target data the same way")
+    if (pretrained / SPM_MODEL).exists() or (data / SPM_MODEL).exists():
+        same = ((pretrained / SPM_MODEL).exists() and (data / SPM_MODEL).exists()
+                and (pretrained / SPM_MODEL).read_bytes() == (data / SPM_MODEL).read_bytes())
+        if not same:
+            raise UlmfitError(f"{data / SPM_MODEL}: not the SentencePiece model of {pretrained}; tokenize the "
+                              f"target data with the pretrained model's SentencePiece model")
+
+
+def summarize(history: list[dict]) -> dict:
+    """metrics.json: final and best validation loss and perplexity, throughput and time."""
+    if not history:
+        raise UlmfitError("the run trained no epoch (epochs or max_steps is 0)")
+    final, best = history[-1], min(history, key=lambda m: m["valid_loss"])
+    train_time = sum(m["train_time_s"] for m in history)
+    tokens = sum(m["tokens_per_s"] * m["train_time_s"] for m in history)
+    return {
+        "final_valid_loss": final["valid_loss"], "final_valid_ppl": perplexity(final["valid_loss"]),
+        "best_valid_loss": best["valid_loss"], "best_valid_ppl": perplexity(best["valid_loss"]),
+        "best_epoch": best["epoch"], "epochs": final["epoch"], "steps": final["step"],
+        "tokens_per_s": tokens / max(train_time, 1e-9), "train_time_s": train_time,
+        "time_s": sum(m["time_s"] for m in history),  # training and evaluation, over all sessions
+    }
+
+
+# -- the shared stage body ----------------------------------------------------------------------
+
+def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
+           initial_weights: dict | None, resume: bool, device: str) -> dict:
+    dev = _device(device)
+    train_stream = _stream(cfg, data_dir, "train", shuffle=True)
+    valid_stream = _stream(cfg, data_dir, "valid", shuffle=False)
+    _prepare_out(out_dir, cfg, resume)  # after the data checks, so bad data leaves no half-made folder
+
+    torch.manual_seed(cfg.seed)
+    model = LanguageModel(cfg.model)
+    if initial_weights is not None:
+        model.load_state_dict(initial_weights)
+    model.to(dev)
+    groups = model.layer_groups()
+    optimizer = make_optimizer(groups, discriminative_lrs(cfg.lr, len(groups), cfg.disc_factor),
+                               cfg.optimizer, cfg.betas, cfg.wd)
+    schedule = make_schedule(cfg.schedule, cut_frac=cfg.cut_frac, ratio=cfg.ratio)
+    callbacks = [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta)]
+    trainer = Trainer(model, lm_loss, optimizer, schedule, callbacks, train_data=train_stream,
+                      valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
+                      out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
+    history = trainer.fit(resume=resume)
+
+    _save_weights(out_dir / MODEL, model.state_dict())
+    _save_weights(out_dir / ENCODER, model.encoder.state_dict())
+    metrics = summarize(history)
+    write_json(out_dir / METRICS, metrics)
+    return metrics
+
+
+def held_out_docs(n_docs: int, valid: bool) -> np.ndarray:
+    """Every ``HOLD_OUT_EVERY``-th document (``valid``) or all the others: the validation text of
+    a corpus tokenized without a valid split (e.g. TREC), fixed so every run holds out the same."""
+    held = np.arange(n_docs) % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1
+    return np.flatnonzero(held if valid else ~held)
+
+
+def _stream(cfg: LMTrainConfig, data_dir: Path, split: str, shuffle: bool) -> LMStream:
+    """The LM stream of a split; without a valid split, train and valid share the train split."""
+    docs = None
+    if split in ("train", "valid") and "valid" not in available_splits(data_dir):
+        docs, split = held_out_docs(len(load_split(data_dir, "train")), valid=split == "valid"), "train"
+    tokens = load_split(data_dir, split)
+    bs = cfg.bs
+    if not shuffle:  # a small evaluation split gets fewer rows so that each spans a few windows
+        n_tokens = tokens.n_tokens if docs is None else int(np.diff(tokens.offsets)[docs].sum())
+        bs = min(bs, max(1, n_tokens // (4 * cfg.bptt)))
+    return LMStream(tokens.ids, tokens.offsets, bs, cfg.bptt, cfg.seed, shuffle=shuffle,
+                    backwards=cfg.backwards, docs=docs)
+
+
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _prepare_out(out_dir: Path, cfg: LMTrainConfig, resume: bool) -> None:
+    """Check ``out_dir`` fits a new run or resuming, then write the config and vocabulary files."""
+    data_dir = Path(cfg.data)
+    if resume:
+        _require(out_dir / LAST_CHECKPOINT)
+        saved = load_config(LMTrainConfig, _require(out_dir / CONFIG))
+        differ = _diff(config_to_dict(saved), config_to_dict(cfg))
+        if differ:
+            raise UlmfitError(f"{out_dir / CONFIG}: resuming needs the same options; these differ "
+                              f"(saved -> now): {', '.join(differ)}")
+        return
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UlmfitError(f"{out_dir}: already exists and is not empty; pass --resume to continue the run "
+                          f"in it, or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out_dir / CONFIG)
+    for name in (VOCAB, TOKENIZER, SPM_MODEL):
+        if (data_dir / name).exists():
+            with atomic_path(out_dir / name) as tmp:
+                shutil.copyfile(data_dir / name, tmp)
+        elif name != SPM_MODEL:
+            raise UlmfitError(f"{data_dir / name}: file not found")
+
+
+def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _options(presets: dict[str, dict], preset: str, *overrides: dict, **given) -> dict:
+    """Training fields: the preset's, then each override dict, then the arguments that were given."""
+    if preset not in presets:
+        raise UlmfitError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
+    fields = dict(presets[preset])
+    for extra in overrides:
+        fields.update(extra)
+    fields.update(_given(**given))
+    return fields
+
+
+def _given(**kwargs) -> dict:
+    """The keyword arguments that were actually passed (not None); False flags count as given."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise UlmfitError(f"{path}: file not found")
+    return path
+
+
+def _save_weights(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,424 @@
+"""One training loop for every stage, extended through callbacks.
+
+:class:`Trainer` runs epochs of batches and owns checkpoints, logs and resume; everything specific
+to a task or a training trick is a :class:`Callback` that reads and changes the trainer's state at
+named hook points. A training batch goes through::
+
+    on_batch_start -> forward -> after_forward -> loss -> after_loss -> backward
+    -> after_backward -> clip -> before_step -> optimizer step -> after_step
+
+and an evaluation batch through ``on_batch_start``, ``after_forward`` and ``after_loss`` only
+(``trainer.training`` tells which). Callbacks may replace ``trainer.inputs`` (before the forward),
+``trainer.output`` or ``trainer.loss``, scale the learning rates set for the batch, set
+``trainer.skip_step`` in ``before_step`` (e.g. after stepping through a GradScaler themselves)
+or ``trainer.stop_training`` anywhere.
+
+Data sources give batches with ``inputs`` (the model's positional arguments), ``target``,
+``n_tokens`` and ``to(device)``, and have ``n_batches(epoch)`` and ``batches(epoch, start)``; the
+batches of an epoch must depend only on the epoch, which makes resuming exact.
+"""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .errors import UlmfitError
+from .files import atomic_path, write_text
+from .model.awd_lstm import ar_tar_penalty, detach_state
+from .schedules import Schedule
+
+LAST_CHECKPOINT = "last.pt"   # full training state, for resume
+BEST_WEIGHTS = "best.pt"      # weights of the epoch with the best monitored metric
+LOG = "log.jsonl"             # one JSON object per epoch
+
+
+class Batch(Protocol):
+    inputs: tuple
+    target: Tensor
+    n_tokens: int
+
+    def to(self, device: torch.device | str) -> "Batch": ...
+
+
+class BatchSource(Protocol):
+    def n_batches(self, epoch: int) -> int: ...
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
+
+
+class Callback:
+    """Base class: override the hooks you need; each receives the trainer and may change it.
+
+    ``state_dict``/``load_state_dict`` let a callback with state (a carried hidden state, averaged
+    weights) survive a resume; they must return and take plain tensors, numbers, lists and dicts.
+    """
+
+    def on_fit_start(self, trainer: "Trainer") -> None: ...
+    def on_epoch_start(self, trainer: "Trainer") -> None: ...
+    def on_batch_start(self, trainer: "Trainer") -> None: ...
+    def after_forward(self, trainer: "Trainer") -> None: ...
+    def after_loss(self, trainer: "Trainer") -> None: ...
+    def after_backward(self, trainer: "Trainer") -> None: ...
+    def before_step(self, trainer: "Trainer") -> None: ...
+    def after_step(self, trainer: "Trainer") -> None: ...
+    def on_eval_start(self, trainer: "Trainer") -> None: ...
+    def on_eval_end(self, trainer: "Trainer") -> None: ...
+    def on_epoch_end(self, trainer: "Trainer") -> None: ...
+    def on_fit_end(self, trainer: "Trainer") -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def make_optimizer(groups: Sequence[Sequence[nn.Parameter]], lrs: Sequence[float], kind: str = "adamw",
+                   betas: tuple[float, float] = (0.9, 0.99), wd: float = 0.0) -> torch.optim.Optimizer:
+    """Adam or AdamW with one parameter group per layer group, each with its own base rate.
+
+    ``base_lr`` is stored in every group; the trainer sets ``lr = base_lr * schedule(step)``.
+    AdamW decouples weight decay from the adaptive step; Adam adds it to the gradient.
+    """
+    classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+    if kind not in classes:
+        raise UlmfitError(f"unknown optimizer {kind!r}; choose one of {sorted(classes)}")
+    if len(groups) != len(lrs):
+        raise ValueError(f"{len(groups)} parameter groups but {len(lrs)} learning rates")
+    param_groups = [{"params": list(g), "lr": lr, "base_lr": lr} for g, lr in zip(groups, lrs)]
+    return classes[kind](param_groups, betas=tuple(betas), weight_decay=wd)
+
+
+def perplexity(loss: float) -> float:
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")
+
+
+class Trainer:
+    """Trains ``model`` on ``train_data``, evaluating on ``valid_data`` after every epoch.
+
+    State that callbacks read or change (attributes):
+        model, optimizer, loss_fn, device, callbacks;
+        epoch (0-based index of the epoch being trained), n_batches (batches in it),
+        batch_index (batches of it done), step (training batches done in the whole run),
+        total_steps (length of the schedule: all epochs, bounded by ``max_steps``);
+        training (False while evaluating); batch, inputs, target, output, loss (current batch);
+        skip_step, stop_training (flags callbacks may set);
+        eval_metrics (dict filled while evaluating: ``loss``, plus what callbacks add in
+        ``on_eval_end``); metrics (this epoch's log entry, callbacks may add to it in
+        ``on_epoch_end``); history (all epochs' entries); best (best monitored value so far).
+
+    Args:
+        model: called as ``model(*batch.inputs)``.
+        loss_fn: ``loss_fn(output, target)`` -> mean loss over the batch's targets. Its value
+            (before callbacks add penalties) is what train/valid losses report.
+        optimizer: groups carry ``base_lr`` (see :func:`make_optimizer`); None for a trainer
+            that only evaluates (as do ``schedule``, ``train_data`` and ``valid_data``).
+        schedule: ``schedule(step, total_steps)`` -> multiplier of every group's base rate.
+        callbacks: called in this order at every hook.
+        train_data, valid_data: batch sources (see the module docstring); without valid_data
+            there is no evaluation and no best.pt.
+        epochs: number of passes over ``train_data``.
+        max_steps: stop after this many training batches; the schedule is compressed to fit.
+        clip: clip the gradient norm to this value (None: no clipping).
+        out_dir: where ``last.pt``, ``best.pt`` and ``log.jsonl`` go (None: nothing written).
+        device: where batches are moved; the model must already be there.
+        monitor: key of ``metrics`` that decides the best epoch (lower is better).
+        checkpoint_interval_s: also save ``last.pt`` during an epoch once this many seconds have
+            passed since the last save (None: only after epochs; 0: after every batch).
+        progress: show tqdm progress bars (on stderr, only on a terminal) and a line per epoch.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor],
+                 optimizer: torch.optim.Optimizer | None = None, schedule: Schedule | None = None,
+                 callbacks: Iterable[Callback] = (), *, train_data: BatchSource | None = None,
+                 valid_data: BatchSource | None = None, epochs: int = 1, max_steps: int | None = None,
+                 clip: float | None = None, out_dir: str | Path | None = None,
+                 device: torch.device | str = "cpu", monitor: str = "valid_loss",
+                 checkpoint_interval_s: float | None = None, progress: bool = True):
+        self.model, self.loss_fn, self.optimizer, self.schedule = model, loss_fn, optimizer, schedule
+        self.callbacks = list(callbacks)
+        self.train_data, self.valid_data = train_data, valid_data
+        self.epochs, self.max_steps, self.clip = epochs, max_steps, clip
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.device, self.monitor = torch.device(device), monitor
+        self.checkpoint_interval_s, self.progress = checkpoint_interval_s, progress
+        for group in optimizer.param_groups if optimizer is not None else ():
+            group.setdefault("base_lr", group["lr"])
+        self.epoch = self.batch_index = self.step = self.n_batches = 0
+        self.total_steps = 0
+        self.training = False
+        self.batch = self.inputs = self.target = self.output = self.loss = None
+        self.skip_step = self.stop_training = False
+        self.eval_metrics: dict[str, float] = {}
+        self.metrics: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
+        self.best = math.inf
+        self._reset_epoch_sums()
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Train (or continue from ``out_dir/last.pt`` when ``resume``); returns the history."""
+        if resume:
+            self.load_checkpoint(self._path(LAST_CHECKPOINT))
+        total = sum(self.train_data.n_batches(e) for e in range(self.epochs))
+        self.total_steps = min(total, self.max_steps) if self.max_steps is not None else total
+        self.stop_training = False
+        self._call("on_fit_start")
+        while self.epoch < self.epochs and self.step < self.total_steps and not self.stop_training:
+            self._train_epoch()
+            self._end_epoch()
+        self._call("on_fit_end")
+        return self.history
+
+    @torch.no_grad()
+    def evaluate(self, data: BatchSource) -> dict[str, float]:
+        """Mean loss per target over all batches of ``data`` (epoch 0), plus callbacks' metrics."""
+        was_training = self.model.training, self.training
+        self.model.eval()
+        self.training = False
+        self.eval_metrics = {}
+        self._call("on_eval_start")
+        loss_sum, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
+        for batch in data.batches(0):
+            self._forward(batch)
+            loss_sum += self.loss.detach().double() * self.target.numel()
+            count += self.target.numel()
+        self.eval_metrics["loss"] = loss_sum.item() / max(count, 1)
+        self._call("on_eval_end")
+        self.model.train(was_training[0])
+        self.training = was_training[1]
+        return dict(self.eval_metrics)
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: plain tensors, numbers, lists and dicts."""
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch, "batch_index": self.batch_index, "step": self.step,
+            "epoch_sums": {k: v.cpu() if isinstance(v, Tensor) else v for k, v in self._sums.items()},
+            "history": self.history, "best": self.best, "rng": rng,
+            "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+        }
+
+    def load_checkpoint(self, path: Path) -> None:
+        if not path.exists():
+            raise UlmfitError(f"{path}: no checkpoint to resume from")
+        try:
+            ckpt = torch.load(path, map_location=self.device, weights_only=True)
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as e:
+            raise UlmfitError(f"{path}: does not match this model/optimizer ({e})") from None
+        self.epoch, self.batch_index, self.step = ckpt["epoch"], ckpt["batch_index"], ckpt["step"]
+        self._sums = {k: v.to(self.device) if isinstance(v, Tensor) else v
+                      for k, v in ckpt["epoch_sums"].items()}
+        self.history, self.best = ckpt["history"], ckpt["best"]
+        torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
+        for i, cb in enumerate(self.callbacks):
+            cb.load_state_dict(ckpt["callbacks"].get(self._callback_key(i, cb), {}))
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _train_epoch(self) -> None:
+        self.model.train()
+        self.training = True
+        self.n_batches = self.train_data.n_batches(self.epoch)
+        self._call("on_epoch_start")
+        bar = tqdm(total=self.n_batches, initial=self.batch_index, desc=f"epoch {self.epoch + 1}/{self.epochs}",
+                   file=sys.stderr, disable=None if self.progress else True, leave=False, dynamic_ncols=True)
+        start = last_save = time.perf_counter()
+        for batch in self.train_data.batches(self.epoch, start=self.batch_index):
+            self._train_batch(batch)
+            bar.update(1)
+            if bar.n % 20 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{self._sums['loss'].item() / max(self._sums['count'], 1):.3f}")
+            if self.step >= self.total_steps or self.stop_training:
+                break
+            now = time.perf_counter()
+            if self.checkpoint_interval_s is not None and now - last_save >= self.checkpoint_interval_s:
+                self._sums["seconds"] += now - start
+                self._save(LAST_CHECKPOINT, self.checkpoint())
+                start = last_save = time.perf_counter()
+        self._sums["seconds"] += time.perf_counter() - start
+        bar.close()
+
+    def _forward(self, batch: Batch) -> None:
+        """The part shared by training and evaluation: batch -> output -> loss."""
+        self.batch = batch.to(self.device)
+        self.inputs, self.target = self.batch.inputs, self.batch.target
+        self._call("on_batch_start")
+        self.output = self.model(*self.inputs)
+        self._call("after_forward")
+        self.loss = self.loss_fn(self.output, self.target)
+        if self.training:
+            self._sums["loss"] += self.loss.detach().double() * self.target.numel()
+            self._sums["count"] += self.target.numel()
+            self._sums["tokens"] += self.batch.n_tokens
+        self._call("after_loss")
+
+    def _train_batch(self, batch: Batch) -> None:
+        multiplier = self.schedule(self.step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * multiplier
+        self._forward(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss.backward()
+        self._call("after_backward")
+        if self.clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.skip_step = False
+        self._call("before_step")
+        if not self.skip_step:
+            self.optimizer.step()
+        self.step += 1
+        self.batch_index += 1
+        self._call("after_step")
+
+    def _end_epoch(self) -> None:
+        sums = self._sums
+        train_loss = sums["loss"].item() / max(sums["count"], 1)
+        eval_start = time.perf_counter()
+        valid = self.evaluate(self.valid_data) if self.valid_data is not None else {}
+        self.metrics = {
+            "epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss,
+            **{f"valid_{k}": v for k, v in valid.items()},
+            "tokens_per_s": sums["tokens"] / max(sums["seconds"], 1e-9),
+            "train_time_s": sums["seconds"],
+            "time_s": sums["seconds"] + time.perf_counter() - eval_start,
+            "lr": self.optimizer.param_groups[-1]["lr"],
+        }
+        self._call("on_epoch_end")
+        self.history.append(self.metrics)
+        improved = self.valid_data is not None and self.metrics[self.monitor] < self.best
+        if improved:
+            self.best = self.metrics[self.monitor]
+        self.epoch += 1
+        self.batch_index = 0
+        self._reset_epoch_sums()
+        if improved:
+            self._save(BEST_WEIGHTS, self.model.state_dict())
+        self._save(LAST_CHECKPOINT, self.checkpoint())
+        if self.out_dir is not None:
+            write_text(self._path(LOG), "".join(json.dumps(m) + "\n" for m in self.history))
+        if self.progress:
+            tqdm.write(format_metrics(self.metrics), file=sys.stderr)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _call(self, hook: str) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self)
+
+    def _reset_epoch_sums(self) -> None:
+        self._sums = {"loss": torch.zeros((), dtype=torch.float64, device=self.device),
+                      "count": 0, "tokens": 0, "seconds": 0.0}
+
+    @staticmethod
+    def _callback_key(index: int, cb: Callback) -> str:
+        return f"{index}:{type(cb).__name__}"
+
+    def _path(self, name: str) -> Path:
+        if self.out_dir is None:
+            raise UlmfitError("this trainer has no out_dir to keep checkpoints in")
+        return self.out_dir / name
+
+    def _save(self, name: str, obj: Any) -> None:
+        if self.out_dir is None:
+            return
+        with atomic_path(self._path(name)) as tmp:
+            torch.save(obj, tmp)
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+
+
+# -- language-model pieces ----------------------------------------------------------------------
+
+def lm_loss(output: Any, target: Tensor) -> Tensor:
+    """Next-token cross-entropy, in float32 whatever precision the logits come in."""
+    logits = output.logits
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1))
+
+
+class LMWindows(Callback):
+    """What reading a token stream in windows needs (AWD-LSTM):
+
+    * the hidden state is carried from window to window of the same rows and detached between
+      them (a fresh state at the start of every epoch and every evaluation);
+    * each training window's learning rates are scaled by ``seq_len / bptt``, so a short window
+      does not weigh as much as a full one;
+    * perplexities join the metrics.
+    """
+
+    def __init__(self, bptt: int):
+        self.bptt = bptt
+        self.state = None        # carried across training windows
+        self.eval_state = None   # carried across evaluation windows
+
+    def on_batch_start(self, trainer: Trainer) -> None:
+        if trainer.training:
+            if trainer.batch_index == 0:
+                self.state = None
+            scale = trainer.batch.seq_len / self.bptt
+            for group in trainer.optimizer.param_groups:
+                group["lr"] *= scale
+        state = self.state if trainer.training else self.eval_state
+        trainer.inputs = (*trainer.inputs, state)
+
+    def after_forward(self, trainer: Trainer) -> None:
+        state = detach_state(trainer.output.state)
+        if trainer.training:
+            self.state = state
+        else:
+            self.eval_state = state
+
+    def on_eval_start(self, trainer: Trainer) -> None:
+        self.eval_state = None
+
+    def on_eval_end(self, trainer: Trainer) -> None:
+        self.eval_state = None
+        trainer.eval_metrics["ppl"] = perplexity(trainer.eval_metrics["loss"])
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        trainer.metrics["train_ppl"] = perplexity(trainer.metrics["train_loss"])
+
+    def state_dict(self) -> dict:
+        if self.state is None:
+            return {}
+        return {"h": [h for h, _ in self.state], "c": [c for _, c in self.state]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = list(zip(state["h"], state["c"])) if state else None
+
+
+class ARTAR(Callback):
+    """Adds AWD-LSTM's activation (AR) and temporal activation (TAR) penalties to training losses.
+
+    Needs ``trainer.output.last_raw`` and ``last_dropped``; the reported losses stay pure.
+    """
+
+    def __init__(self, alpha: float, beta: float):
+        self.alpha, self.beta = alpha, beta
+
+    def after_loss(self, trainer: Trainer) -> None:
+        if trainer.training and (self.alpha or self.beta):
+            out = trainer.output
+            trainer.loss = trainer.loss + ar_tar_penalty(out.last_raw, out.last_dropped, self.alpha, self.beta)
