@@ -6,6 +6,7 @@ import sys
 import fire
 
 from .errors import UlmfitError
+from .stages.classify import ensemble, evaluate, predict, train
 from .stages.lm import evaluate_lm, finetune, pretrain
 from .stages.tokenize import tokenize
 
@@ -17,6 +18,10 @@ def commands() -> dict:
         "pretrain": pretrain,
         "finetune": finetune,
         "evaluate_lm": evaluate_lm,
+        "train": train,
+        "evaluate": evaluate,
+        "predict": predict,
+        "ensemble": ensemble,
     }
 
 

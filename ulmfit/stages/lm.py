@@ -14,7 +14,6 @@ Both produce a language-model folder::
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,23 +21,18 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..config import config_from_dict, config_to_dict, load_config, save_config
+from ..config import config_from_dict, load_config
 from ..errors import UlmfitError
-from ..files import atomic_path, read_json, write_json
+from ..files import read_json, write_json
 from ..lm_data import LMStream
 from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
 from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
 from ..text.corpus import available_splits, load_split
 from ..text.vocab import Vocab
-from ..training import ARTAR, LAST_CHECKPOINT, LMWindows, Trainer, lm_loss, make_optimizer, perplexity
+from ..training import ARTAR, LMWindows, Trainer, lm_loss, make_optimizer, perplexity
+from .common import (CONFIG, ENCODER, METRICS, MODEL, SPM_MODEL, TOKENIZER, VOCAB, first_line, given_options,
+                     prepare_out, preset_options, require, resolve_device, save_weights)
 
-CONFIG = "config.json"
-MODEL = "model.pt"
-ENCODER = "encoder.pt"
-METRICS = "metrics.json"
-VOCAB = "vocab.json"
-TOKENIZER = "tokenizer.json"
-SPM_MODEL = "spm.model"
 CHECKPOINT_INTERVAL_S = 600  # an interrupted run loses at most ten minutes
 HOLD_OUT_EVERY = 10  # without a valid split, every 10th training document validates
 
@@ -122,9 +116,9 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
     """
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocab.load(data_dir)
-    fields = _options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, bs=bs, bptt=bptt,
-                      lr=lr, seed=seed, backwards=backwards)
-    model_overrides = {**fields.pop("model", {}), **_given(drop_mult=drop_mult)}
+    fields = preset_options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, bs=bs, bptt=bptt,
+                            lr=lr, seed=seed, backwards=backwards)
+    model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=drop_mult)}
     cfg = LMTrainConfig(**fields, preset=preset, data=str(data_dir),
                         model=make_config(preset, len(vocab), **model_overrides))
     return _train(cfg, data_dir, out_dir, vocab, initial_weights=None, resume=resume, device=device)
@@ -165,10 +159,10 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
     if pre_cfg.backwards != backwards:
         want, have = ("backward", "forward") if backwards else ("forward", "backward")
         raise UlmfitError(f"{pre_dir}: is a {have} language model; a {want} one needs a {want} pretrained model")
-    fields = _options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs, max_steps=max_steps,
-                      bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards)
+    fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs,
+                            max_steps=max_steps, bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards)
     fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
-    model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **_given(drop_mult=drop_mult))
+    model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=drop_mult))
     cfg = LMTrainConfig(**fields, preset=pre_cfg.preset, data=str(data_dir), pretrained=str(pre_dir),
                         model=model_cfg)
     return _train(cfg, data_dir, out_dir, vocab, initial_weights=weights, resume=resume, device=device)
@@ -194,7 +188,7 @@ def evaluate_lm(model: str, data: str, split: str = "test", device: str = "auto"
     cfg, vocab, weights = load_lm_for_data(Path(model), Path(data))
     lm = LanguageModel(dataclasses.replace(cfg.model, vocab_size=len(vocab)))
     lm.load_state_dict(weights)
-    dev = _device(device)
+    dev = resolve_device(device)
     stream = _stream(cfg, Path(data), split, shuffle=False)
     trainer = Trainer(lm.to(dev), lm_loss, callbacks=[LMWindows(cfg.bptt)], device=dev, progress=False)
     result = trainer.evaluate(stream)
@@ -236,9 +230,9 @@ def load_lm_for_data(model_dir: Path, data_dir: Path) -> tuple[LMTrainConfig, Vo
     Checks first that ``data_dir`` was tokenized the same way and that the weights fit the
     architecture and vocabulary recorded in the folder. Returns ``data_dir``'s vocabulary too.
     """
-    cfg = load_config(LMTrainConfig, _require(model_dir / CONFIG))
+    cfg = load_config(LMTrainConfig, require(model_dir / CONFIG))
     check_same_tokenizer(model_dir, data_dir)
-    old_itos = Vocab.load(_require(model_dir / VOCAB)).itos
+    old_itos = Vocab.load(require(model_dir / VOCAB)).itos
     vocab = Vocab.load(data_dir)
     weights = load_lm_weights(model_dir, cfg.model, len(old_itos))
     return cfg, vocab, map_lm_vocab(weights, old_itos, vocab.itos)
@@ -246,7 +240,7 @@ def load_lm_for_data(model_dir: Path, data_dir: Path) -> tuple[LMTrainConfig, Vo
 
 def load_lm_weights(folder: Path, model_cfg: AWDLSTMConfig, vocab_size: int) -> dict[str, torch.Tensor]:
     """``folder/model.pt``, checked against the architecture in its config.json and its vocabulary."""
-    path = _require(folder / MODEL)
+    path = require(folder / MODEL)
     if model_cfg.vocab_size != vocab_size:
         raise UlmfitError(f"{folder / VOCAB}: {vocab_size} tokens, but {folder / CONFIG} says "
                           f"vocab_size={model_cfg.vocab_size}")
@@ -254,7 +248,7 @@ def load_lm_weights(folder: Path, model_cfg: AWDLSTMConfig, vocab_size: int) -> 
         state = torch.load(path, map_location="cpu", weights_only=True)
         LanguageModel(model_cfg).load_state_dict(state)
     except Exception as e:  # unpickling or shape errors: the file does not fit the config
-        raise UlmfitError(f"{path}: does not match the architecture in {folder / CONFIG} ({_first_line(e)})") from None
+        raise UlmfitError(f"{path}: does not match the architecture in {folder / CONFIG} ({first_line(e)})") from None
     return state
 
 
@@ -264,10 +258,10 @@ def check_same_tokenizer(pretrained: Path, data: Path) -> None:
     Token strings only mean the same thing under the same tokenizer: the kind, language and
     rules must agree, and for SentencePiece the very same ``spm.model``.
     """
-    pre, tgt = read_json(_require(pretrained / TOKENIZER)), read_json(_require(data / TOKENIZER))
+    pre, tgt = read_json(require(pretrained / TOKENIZER)), read_json(require(data / TOKENIZER))
     for key in ("kind", "lang", "pre_rules", "post_rules"):
         if pre.get(key) != tgt.get(key):
-            raise UlmfitError(f"{data / TOKENIZER}: {key} is {tgt.get(key)!r} but the pretrained model at "
+            raise UlmfitError(f"{data / TOKENIZER}: {key} is {tgt.get(key)!r} but the model at "
                               f"{pretrained} used {pre.get(key)!r}; tokenize the target data the same way")
     if (pretrained / SPM_MODEL).exists() or (data / SPM_MODEL).exists():
         same = ((pretrained / SPM_MODEL).exists() and (data / SPM_MODEL).exists()
@@ -297,10 +291,10 @@ def summarize(history: list[dict]) -> dict:
 
 def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
            initial_weights: dict | None, resume: bool, device: str) -> dict:
-    dev = _device(device)
+    dev = resolve_device(device)
     train_stream = _stream(cfg, data_dir, "train", shuffle=True)
     valid_stream = _stream(cfg, data_dir, "valid", shuffle=False)
-    _prepare_out(out_dir, cfg, resume)  # after the data checks, so bad data leaves no half-made folder
+    prepare_out(out_dir, cfg, Path(cfg.data), resume)  # after the data checks, so bad data leaves no half-made folder
 
     torch.manual_seed(cfg.seed)
     model = LanguageModel(cfg.model)
@@ -317,8 +311,8 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
                       out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
     history = trainer.fit(resume=resume)
 
-    _save_weights(out_dir / MODEL, model.state_dict())
-    _save_weights(out_dir / ENCODER, model.encoder.state_dict())
+    save_weights(out_dir / MODEL, model.state_dict())
+    save_weights(out_dir / ENCODER, model.encoder.state_dict())
     metrics = summarize(history)
     write_json(out_dir / METRICS, metrics)
     return metrics
@@ -343,76 +337,3 @@ def _stream(cfg: LMTrainConfig, data_dir: Path, split: str, shuffle: bool) -> LM
         bs = min(bs, max(1, n_tokens // (4 * cfg.bptt)))
     return LMStream(tokens.ids, tokens.offsets, bs, cfg.bptt, cfg.seed, shuffle=shuffle,
                     backwards=cfg.backwards, docs=docs)
-
-
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _prepare_out(out_dir: Path, cfg: LMTrainConfig, resume: bool) -> None:
-    """Check ``out_dir`` fits a new run or resuming, then write the config and vocabulary files."""
-    data_dir = Path(cfg.data)
-    if resume:
-        _require(out_dir / LAST_CHECKPOINT)
-        saved = load_config(LMTrainConfig, _require(out_dir / CONFIG))
-        differ = _diff(config_to_dict(saved), config_to_dict(cfg))
-        if differ:
-            raise UlmfitError(f"{out_dir / CONFIG}: resuming needs the same options; these differ "
-                              f"(saved -> now): {', '.join(differ)}")
-        return
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UlmfitError(f"{out_dir}: already exists and is not empty; pass --resume to continue the run "
-                          f"in it, or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / CONFIG)
-    for name in (VOCAB, TOKENIZER, SPM_MODEL):
-        if (data_dir / name).exists():
-            with atomic_path(out_dir / name) as tmp:
-                shutil.copyfile(data_dir / name, tmp)
-        elif name != SPM_MODEL:
-            raise UlmfitError(f"{data_dir / name}: file not found")
-
-
-def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out
-
-
-def _options(presets: dict[str, dict], preset: str, *overrides: dict, **given) -> dict:
-    """Training fields: the preset's, then each override dict, then the arguments that were given."""
-    if preset not in presets:
-        raise UlmfitError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
-    fields = dict(presets[preset])
-    for extra in overrides:
-        fields.update(extra)
-    fields.update(_given(**given))
-    return fields
-
-
-def _given(**kwargs) -> dict:
-    """The keyword arguments that were actually passed (not None); False flags count as given."""
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def _require(path: Path) -> Path:
-    if not path.exists():
-        raise UlmfitError(f"{path}: file not found")
-    return path
-
-
-def _save_weights(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

@@ -1,0 +1,192 @@
+"""The classifier stages on real TREC-6 data: train, evaluate, predict, ensemble."""
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ulmfit import cli
+from ulmfit.config import load_config
+from ulmfit.errors import UlmfitError
+from ulmfit.paths import data_root
+from ulmfit.stages.classify import ClassifierConfig, evaluate, hold_out, predict, stratified_sample, train
+from ulmfit.stages.lm import finetune, pretrain
+from ulmfit.stages.tokenize import tokenize
+from ulmfit.text.readers import read_documents
+
+TREC = data_root() / "trec"
+
+
+@pytest.fixture(scope="module")
+def trec_tok(tmp_path_factory):
+    """All of TREC-6 (5452 training, 500 test questions), tokenized; no valid split."""
+    if not (TREC / "train_5500.label").exists():
+        pytest.skip(f"{TREC} not available")
+    out = tmp_path_factory.mktemp("trec") / "tok"
+    tokenize(str(TREC / "train_5500.label"), test=str(TREC / "TREC_10.label"), out=str(out), format="trec",
+             encoding="latin-1", workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def encoder(trec_tok, tmp_path_factory):
+    """A tiny forward language model pretrained and fine-tuned on the TREC questions."""
+    root = tmp_path_factory.mktemp("lm")
+    pretrain(str(trec_tok), str(root / "pre"), preset="tiny", max_steps=30, device="cpu")
+    finetune(str(root / "pre"), str(trec_tok), str(root / "ft"), max_steps=10, device="cpu")
+    return root / "ft"
+
+
+@pytest.fixture(scope="module")
+def scratch(trec_tok, tmp_path_factory):
+    """A tiny classifier trained from scratch on all of TREC, evaluated on its test split."""
+    out = tmp_path_factory.mktemp("clf") / "fwd"
+    metrics = train(data=str(trec_tok), out=str(out), from_scratch=True, preset="tiny", epochs=6, device="cpu")
+    return out, metrics, evaluate(str(out), str(trec_tok), "test", device="cpu")
+
+
+def test_hold_out_and_stratified_sample_are_seeded_and_proportional():
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10 + [-1] * 5)
+    train_docs, valid_docs = hold_out(labels, 0.1, seed=3)
+    assert len(valid_docs) == 10 and not set(train_docs) & set(valid_docs)
+    assert sorted(np.concatenate([train_docs, valid_docs])) == list(range(100))  # unlabelled left out
+    assert np.array_equal(hold_out(labels, 0.1, seed=3)[1], valid_docs)
+    assert not np.array_equal(hold_out(labels, 0.1, seed=4)[1], valid_docs)
+    docs = np.arange(100)[::-1] + 1000  # indices into a split; labels are given per element of docs
+    sample = stratified_sample(docs, labels[:100], 20, seed=0)
+    assert np.bincount(labels[1099 - sample]).tolist() == [12, 6, 2]
+    assert np.array_equal(stratified_sample(docs, labels[:100], 500, seed=0), np.sort(docs))
+
+
+def test_from_scratch_on_real_trec_beats_the_majority_class_and_evaluate_writes_its_files(scratch, trec_tok):
+    out, metrics, report = scratch
+    test_labels = np.load(trec_tok / "test_labels.npy")
+    majority = np.bincount(test_labels).max() / len(test_labels)  # DESC: 27.6%
+    assert report["accuracy"] > majority + 0.35, report["accuracy"]
+    assert report["error_rate"] == pytest.approx(1 - report["accuracy"])
+    assert metrics["train_docs"] + metrics["valid_docs"] == 5452 and metrics["valid_docs"] == 545
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in log] == list(range(1, 7)) and metrics["best_valid_error"] == min(
+        m["valid_error"] for m in log)
+    for name in ("model.pt", "config.json", "vocab.json", "tokenizer.json", "classes.json", "metrics.json"):
+        assert (out / name).exists(), name
+
+    assert json.loads((out / "eval_test.json").read_text()) == report
+    assert (out / "confusion_test.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    probs = np.load(out / "probs_test.npy")
+    assert probs.shape == (500, 6) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    # probabilities are in the split's order: they score exactly as the report says
+    assert np.mean(probs.argmax(1) == test_labels) == pytest.approx(report["accuracy"])
+    cm = np.array(report["confusion_matrix"])
+    assert cm.shape == (6, 6) and cm.sum() == 500 and np.array_equal(cm.sum(1), np.bincount(test_labels))
+    assert set(report["per_class"]) == {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
+
+
+def test_predict_on_raw_text_keeps_the_input_order(scratch, tmp_path, monkeypatch):
+    out = scratch[0]
+    texts = [text for text, _ in read_documents(TREC / "TREC_10.label", encoding="latin-1")]
+    order = np.random.default_rng(0).permutation(len(texts))  # any order comes back as given
+    (tmp_path / "questions.txt").write_text("".join(texts[i] + "\n" for i in order), encoding="utf-8")
+    summary = predict(str(out), str(tmp_path / "questions.txt"), str(tmp_path / "preds.csv"), device="cpu")
+    assert summary["documents"] == 500
+    with open(tmp_path / "preds.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    classes = json.loads((out / "classes.json").read_text())
+    assert list(rows[0]) == ["label"] + [f"prob_{c}" for c in classes]
+    expected = np.load(out / "probs_test.npy")[order]  # evaluate's probabilities of the same questions
+    got = np.array([[float(row[f"prob_{c}"]) for c in classes] for row in rows])
+    assert np.allclose(got, expected, atol=1e-5)
+    assert [row["label"] for row in rows] == [classes[k] for k in expected.argmax(1)]
+
+    # JSONL out, standard input in, through the command line
+    monkeypatch.setattr("sys.stdin", io.StringIO("what is the capital of france ?\n\nwho wrote hamlet ?\n"))
+    cli.main(["predict", "--model", str(out), "--input=-", "--output", str(tmp_path / "p.jsonl"),
+              "--device", "cpu"])
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and set(lines[0]["probs"]) == set(classes)
+    assert lines[0]["label"] == max(lines[0]["probs"], key=lines[0]["probs"].get)
+    with pytest.raises(UlmfitError, match="output format"):
+        predict(str(out), str(tmp_path / "questions.txt"), str(tmp_path / "preds.txt"))
+
+
+def test_encoder_path_freezes_all_but_the_head_in_the_first_epoch(encoder, trec_tok, tmp_path):
+    enc = torch.load(encoder / "encoder.pt", weights_only=True)
+    train(str(encoder), str(trec_tok), str(tmp_path / "gu"), epochs=1, max_train=300, device="cpu")
+    head_only = torch.load(tmp_path / "gu" / "model.pt", weights_only=True)
+    assert all(torch.equal(head_only[f"encoder.{k}"], v) for k, v in enc.items())  # head only
+    train(str(encoder), str(trec_tok), str(tmp_path / "all"), epochs=1, max_train=300, no_gradual_unfreezing=True,
+          device="cpu")
+    all_layers = torch.load(tmp_path / "all" / "model.pt", weights_only=True)
+    assert not torch.equal(all_layers["encoder.lstms.0.weight_hh_l0"], enc["lstms.0.weight_hh_l0"])
+
+    metrics = train(str(encoder), str(trec_tok), str(tmp_path / "three"), epochs=3, max_train=300, device="cpu")
+    log = [json.loads(line) for line in (tmp_path / "three" / "log.jsonl").read_text().splitlines()]
+    assert [m["trainable_groups"] for m in log] == [1, 2, 3] and metrics["train_docs"] == 300
+    cfg = load_config(ClassifierConfig, tmp_path / "three" / "config.json")
+    assert (cfg.preset, cfg.encoder, cfg.bptt, cfg.head_hidden) == ("tiny", str(encoder), 20, 50)
+    assert cfg.gradual_unfreezing and cfg.discriminative and cfg.schedule == "stlr"
+    # discriminative rates: embedding, lstm0, lstm1, head, each 2.6 times the one below
+    groups = torch.load(tmp_path / "three" / "last.pt", weights_only=True)["optimizer"]["param_groups"]
+    base = [g["base_lr"] for g in groups]
+    assert base[-1] == pytest.approx(cfg.lr) and np.allclose(np.array(base[1:]) / base[:-1], 2.6)
+
+
+def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(scratch, trec_tok, tmp_path):
+    fwd = scratch[0]
+    bwd = tmp_path / "bwd"
+    train(data=str(trec_tok), out=str(bwd), from_scratch=True, backwards=True, preset="tiny", epochs=2,
+          max_train=1000, device="cpu")
+    assert load_config(ClassifierConfig, bwd / "config.json").backwards
+    bwd_report = evaluate(str(bwd), str(trec_tok), device="cpu")
+    result = cli.commands()["ensemble"](f"{fwd},{bwd}", str(trec_tok), out=str(tmp_path), device="cpu")
+    members = [np.load(fwd / "probs_test.npy"), np.load(bwd / "probs_test.npy")]
+    averaged = np.load(tmp_path / "ensemble_probs_test.npy")
+    assert np.allclose(averaged, (members[0] + members[1]) / 2, atol=1e-6)
+    assert [m["error_rate"] for m in result["models"]] == [scratch[2]["error_rate"], bwd_report["error_rate"]]
+    assert [m["backwards"] for m in result["models"]] == [False, True]
+    labels = np.load(trec_tok / "test_labels.npy")
+    assert result["ensemble"]["accuracy"] == pytest.approx(np.mean(averaged.argmax(1) == labels))
+    assert json.loads((tmp_path / "ensemble_test.json").read_text()) == result
+
+
+def test_bad_input_is_refused_with_the_file_named(scratch, encoder, trec_tok, tmp_path):
+    out = scratch[0]
+    with pytest.raises(UlmfitError, match="forward language model; a backward classifier"):
+        train(str(encoder), str(trec_tok), str(tmp_path / "a"), backwards=True)
+    with pytest.raises(UlmfitError, match="--encoder"):
+        train(data=str(trec_tok), out=str(tmp_path / "b"))
+
+    other_vocab = tmp_path / "other_vocab"
+    shutil.copytree(trec_tok, other_vocab)
+    itos = json.loads((trec_tok / "vocab.json").read_text())
+    itos[9], itos[10] = itos[10], itos[9]
+    (other_vocab / "vocab.json").write_text(json.dumps(itos))
+    with pytest.raises(UlmfitError, match=r"vocab.json: not the vocabulary of .*first difference at id 9"):
+        train(str(encoder), str(other_vocab), str(tmp_path / "c"))
+    with pytest.raises(UlmfitError, match="not the vocabulary"):
+        evaluate(str(out), str(other_vocab))
+
+    other_classes = tmp_path / "other_classes"
+    shutil.copytree(trec_tok, other_classes)
+    (other_classes / "classes.json").write_text(json.dumps(["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM", "X"]))
+    with pytest.raises(UlmfitError, match="classes.json: classes .* differ from the model's"):
+        evaluate(str(out), str(other_classes))
+    (other_classes / "classes.json").write_text((trec_tok / "classes.json").read_text())
+    labels = np.load(trec_tok / "test_labels.npy")
+    labels[3] = 6
+    np.save(other_classes / "test_labels.npy", labels)
+    with pytest.raises(UlmfitError, match="test_labels.npy: label 6 is not a class"):
+        evaluate(str(out), str(other_classes))
+    assert not (tmp_path / "c").exists()  # refused before any output
+
+    for name in ("model.pt", "classes.json", "config.json"):
+        broken = tmp_path / f"no_{name}"
+        shutil.copytree(out, broken)
+        (broken / name).unlink()
+        with pytest.raises(UlmfitError, match=f"{name}: file not found"):
+            evaluate(str(broken), str(trec_tok))
+    with pytest.raises(UlmfitError, match="not empty"):
+        train(data=str(trec_tok), out=str(out), from_scratch=True, preset="tiny")

@@ -1,0 +1,667 @@
+"""The ``train``, ``evaluate``, ``predict`` and ``ensemble`` stages: the ULMFiT text classifier.
+
+``train`` writes a classifier folder::
+
+    model.pt      weights of the epoch with the lowest validation error (a TextClassifier state_dict)
+    config.json   the ClassifierConfig, with the encoder's AWDLSTMConfig nested under "model"
+    vocab.json, tokenizer.json (+ spm.model)   copied from the tokenized data folder
+    classes.json  class names, index = label id
+    log.jsonl     one line of metrics per epoch (valid loss, accuracy, error, trainable groups)
+    metrics.json  best and final validation error and accuracy, time
+    best.pt, last.pt   the trainer's best weights and full state (for --resume)
+
+``evaluate`` adds ``eval_<split>.json``, ``confusion_<split>.png`` and ``probs_<split>.npy``.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, NamedTuple, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..classifier.head import (PoolingClassifierHead, TextClassifier, gradual_unfreezing_schedule,
+                               set_trainable_groups)
+from ..classifier.metrics import average_probabilities, classification_report, plot_confusion_matrix
+from ..classifier.sampling import pad_batch, sorted_batches, sortish_batches, unsort
+from ..config import config_from_dict, load_config
+from ..errors import UlmfitError
+from ..files import atomic_path, read_json, save_npy, write_json
+from ..model.awd_lstm import AWDLSTM, AWDLSTMConfig, make_config
+from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
+from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, available_splits, labels_path, load_classes, \
+    load_split, save_classes
+from ..text.readers import DocumentSource, ReadOptions
+from ..text.special import PAD_ID
+from ..text.tokenizers import load_tokenizer
+from ..text.vocab import Vocab
+from ..training import BEST_WEIGHTS, Callback, Trainer, make_optimizer
+from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, first_line, given_options, prepare_out,
+                     preset_options, require, resolve_device, save_weights)
+from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig, check_same_tokenizer
+
+PREDICT_CHUNK_DOCS = 4096  # documents tokenized and classified at a time by ``predict``
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything that determines a classifier training run (saved as ``config.json``).
+
+    The defaults are the ULMFiT paper's (Howard & Ruder 2018, sec. 3.3 and 4): Adam with
+    betas (0.7, 0.99), batch 64, rate 0.01 with STLR, discriminative factor 2.6, gradual
+    unfreezing, BPT3C with bptt 70 and max_len 1400, a 50-unit head.
+    """
+
+    preset: str = "cpu"                 # the encoder's preset (or the architecture from scratch)
+    model: AWDLSTMConfig = field(default_factory=AWDLSTMConfig)  # the encoder, with its dropouts
+    data: str = ""                      # the tokenized folder trained on
+    encoder: str | None = None          # the fine-tuned language-model folder
+    epochs: int = 6                     # a 3-layer encoder is fully unfrozen from the 5th epoch on
+    max_steps: int | None = None        # bound the run (the schedule is compressed to fit)
+    bs: int = 64
+    bptt: int = 70                      # BPT3C chunk length
+    max_len: int = 1400                 # last tokens of a document pooled and backpropagated through
+    head_hidden: int = 50
+    head_dropout: float = 0.1           # before the last linear layer (the first is the encoder's output_p)
+    optimizer: str = "adamw"
+    lr: float = 1e-2                    # peak rate of the top layer group (the head)
+    betas: tuple[float, float] = (0.7, 0.99)
+    wd: float = 0.01
+    clip: float | None = 0.4            # gradient-norm clipping
+    schedule: str = "stlr"
+    cut_frac: float = default_arg(stlr, "cut_frac")
+    ratio: float = default_arg(stlr, "ratio")
+    disc_factor: float = default_arg(discriminative_lrs, "factor")
+    discriminative: bool = True         # per-group rates divided by disc_factor going down
+    gradual_unfreezing: bool = True     # epoch 0 trains the head only, each epoch one group more
+    from_scratch: bool = False          # random encoder weights instead of the fine-tuned LM's
+    backwards: bool = False             # read every document reversed (needs a backward encoder)
+    valid_frac: float = 0.1             # held out of train (seeded) when the data has no valid split
+    max_train: int | None = None        # low-shot: train on this many labelled documents (stratified)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):  # loaded from JSON
+            self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
+        self.betas = tuple(self.betas)
+        if not 0.0 < self.valid_frac < 1.0:
+            raise UlmfitError(f"valid_frac must be in (0, 1), got {self.valid_frac}")
+
+
+# Overrides of the ClassifierConfig defaults per preset; a classifier takes its encoder's preset.
+CLF_PRESETS: dict[str, dict] = {
+    "paper": {},
+    "cpu": {},
+    "tiny": {"bs": 32, "bptt": 20, "max_len": 200, "lr": 2e-2, "epochs": 4},
+}
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+class ClassBatch(NamedTuple):
+    """Right-padded documents, their lengths and labels (the trainer's batch contract)."""
+
+    tokens: Tensor   # [B, T] int64
+    lengths: Tensor  # [B] int64
+    labels: Tensor   # [B] int64
+
+    @property
+    def inputs(self) -> tuple[Tensor, Tensor]:
+        return self.tokens, self.lengths
+
+    @property
+    def target(self) -> Tensor:
+        return self.labels
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    def to(self, device: torch.device | str) -> "ClassBatch":
+        return ClassBatch(*(t.to(device, non_blocking=True) for t in self))
+
+
+class ClassificationData:
+    """Batches of labelled documents of a split: sortish and reshuffled per epoch for training
+    (``shuffle``), sorted by length for evaluation. The batches depend only on (seed, epoch).
+
+    Args:
+        split: the tokenized split, with labels.
+        docs: indices of the documents to use.
+        bs: documents per batch.
+        seed: with the epoch, fixes the training order.
+        shuffle: training order (sortish) instead of evaluation order (sorted).
+        backwards: reverse every document (BOS included), as the backward LM read it.
+    """
+
+    def __init__(self, split: TokenizedSplit, docs: np.ndarray, bs: int, seed: int = 0,
+                 shuffle: bool = False, backwards: bool = False):
+        if split.labels is None:
+            raise ValueError("ClassificationData needs a labelled split")
+        self.split, self.docs = split, np.asarray(docs, dtype=np.int64)
+        self.lengths = np.diff(split.offsets)[self.docs]
+        self.bs, self.seed, self.shuffle, self.backwards = bs, seed, shuffle, backwards
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def _index_batches(self, epoch: int) -> list[np.ndarray]:
+        if self.shuffle:
+            return sortish_batches(self.lengths, self.bs, np.random.default_rng([self.seed, epoch]))
+        return sorted_batches(self.lengths, self.bs)
+
+    def n_batches(self, epoch: int = 0) -> int:
+        return len(self._index_batches(epoch))
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[ClassBatch]:
+        for index in self._index_batches(epoch)[start:]:
+            docs = self.docs[index]
+            tokens, lengths = pad_batch([self.split.doc(i) for i in docs], PAD_ID, reverse=self.backwards)
+            yield ClassBatch(tokens, lengths, torch.from_numpy(np.asarray(self.split.labels[docs], dtype=np.int64)))
+
+
+def hold_out(labels: np.ndarray, valid_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, valid) indices of the labelled documents: a seeded ``valid_frac`` validates."""
+    labelled = np.flatnonzero(labels != UNLABELLED)
+    shuffled = np.random.default_rng([seed, 0]).permutation(labelled)
+    n_valid = max(1, round(valid_frac * len(labelled)))
+    return np.sort(shuffled[n_valid:]), np.sort(shuffled[:n_valid])
+
+
+def stratified_sample(docs: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` of ``docs`` (sorted), each class represented in proportion to its frequency.
+
+    Documents are shuffled, then taken by their relative rank within their class, so after
+    any prefix every class has had its share.
+    """
+    if n >= len(docs):
+        return np.sort(docs)
+    positions = np.random.default_rng([seed, 1]).permutation(len(docs))
+    shuffled, classes = docs[positions], labels[positions]
+    relative_rank = np.empty(len(shuffled))
+    for c in np.unique(classes):
+        members = classes == c
+        relative_rank[members] = (np.arange(members.sum()) + 0.5) / members.sum()
+    return np.sort(shuffled[np.argsort(relative_rank, kind="stable")[:n]])
+
+
+def check_labels(split: TokenizedSplit, n_classes: int, data_dir: Path, name: str) -> np.ndarray:
+    """The split's labels, checked to be class ids of ``classes.json`` (or -1, unlabelled)."""
+    if split.labels is None:
+        raise UlmfitError(f"{labels_path(data_dir, name)}: file not found; the classifier needs labelled data")
+    labels = np.asarray(split.labels)
+    bad = (labels < UNLABELLED) | (labels >= n_classes)
+    if bad.any():
+        raise UlmfitError(f"{labels_path(data_dir, name)}: label {labels[bad][0]} is not a class of "
+                          f"{data_dir / CLASSES_FILE} ({n_classes} classes)")
+    return labels
+
+
+# -- model --------------------------------------------------------------------------------------
+
+def build_classifier(cfg: ClassifierConfig, n_classes: int) -> TextClassifier:
+    """The encoder of ``cfg.model`` with the pooling head; ULMFiT's head dropouts are the encoder's
+    output dropout and ``head_dropout``."""
+    head = PoolingClassifierHead(3 * cfg.model.emb_size, n_classes, cfg.head_hidden,
+                                 (cfg.model.dropouts()["output_p"], cfg.head_dropout))
+    return TextClassifier(AWDLSTM(cfg.model), head, cfg.bptt, cfg.max_len)
+
+
+def classification_loss(logits: Tensor, target: Tensor) -> Tensor:
+    return nn.functional.cross_entropy(logits.float(), target)
+
+
+class Accuracy(Callback):
+    """Adds ``accuracy`` and ``error`` (1 - accuracy) to every evaluation's metrics."""
+
+    def __init__(self) -> None:
+        self.correct = self.total = 0
+
+    def on_eval_start(self, trainer: Trainer) -> None:
+        self.correct = self.total = 0
+
+    def after_loss(self, trainer: Trainer) -> None:
+        if not trainer.training:
+            self.correct += int((trainer.output.argmax(-1) == trainer.target).sum())
+            self.total += trainer.target.numel()
+
+    def on_eval_end(self, trainer: Trainer) -> None:
+        accuracy = self.correct / max(self.total, 1)
+        trainer.eval_metrics.update(accuracy=accuracy, error=1.0 - accuracy)
+
+
+class GradualUnfreezing(Callback):
+    """Before each epoch, lets only the top ``gradual_unfreezing_schedule`` layer groups train.
+
+    Frozen parameters get no gradient, so the optimizer leaves them (and their state) alone.
+    Depends only on the epoch, so a resumed run freezes the same groups.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[nn.Parameter]]):
+        self.groups = groups
+        self.trainable = len(groups)
+
+    def on_epoch_start(self, trainer: Trainer) -> None:
+        self.trainable = gradual_unfreezing_schedule(len(self.groups), trainer.epoch)
+        set_trainable_groups(self.groups, self.trainable)
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        trainer.metrics["trainable_groups"] = self.trainable
+
+
+@torch.no_grad()
+def predict_probs(model: TextClassifier, docs: Sequence[np.ndarray], bs: int, backwards: bool,
+                  device: torch.device) -> np.ndarray:
+    """[N, classes] float32 class probabilities of ``docs`` in their given order.
+
+    Documents are read in length-sorted batches (little padding) and put back in order.
+    """
+    if len(docs) == 0:
+        return np.zeros((0, model.head[-1].out_features), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    batches = sorted_batches([len(d) for d in docs], bs)
+    probs = []
+    for index in batches:
+        tokens, lengths = pad_batch([docs[i] for i in index], PAD_ID, reverse=backwards)
+        logits = model(tokens.to(device), lengths.to(device))
+        probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+    model.train(was_training)
+    return unsort(np.concatenate(probs), np.concatenate(batches))
+
+
+# -- model folders ------------------------------------------------------------------------------
+
+def check_same_vocab(model_dir: Path, data_dir: Path, hint: str) -> Vocab:
+    """The data's vocabulary, refused unless it is the model folder's, id for id."""
+    model_vocab, data_vocab = Vocab.load(require(model_dir / VOCAB)), Vocab.load(require(data_dir / VOCAB))
+    if model_vocab.itos != data_vocab.itos:
+        first = next((i for i, (a, b) in enumerate(zip(model_vocab.itos, data_vocab.itos)) if a != b),
+                     min(len(model_vocab), len(data_vocab)))
+        raise UlmfitError(f"{data_dir / VOCAB}: not the vocabulary of {model_dir / VOCAB} ({len(data_vocab)} vs "
+                          f"{len(model_vocab)} tokens, first difference at id {first}); {hint}")
+    return data_vocab
+
+
+def load_encoder(encoder_dir: Path, data_dir: Path, backwards: bool) -> tuple[LMTrainConfig, dict[str, Tensor]]:
+    """A fine-tuned LM folder's config and ``encoder.pt``, checked against the data and direction."""
+    cfg = load_config(LMTrainConfig, require(encoder_dir / CONFIG))
+    if cfg.backwards != backwards:
+        want, have = ("backward", "forward") if backwards else ("forward", "backward")
+        raise UlmfitError(f"{encoder_dir}: is a {have} language model; a {want} classifier needs a {want} encoder")
+    check_same_tokenizer(encoder_dir, data_dir)
+    check_same_vocab(encoder_dir, data_dir, hint=f"fine-tune the language model on {data_dir} first")
+    path = require(encoder_dir / ENCODER)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        AWDLSTM(cfg.model).load_state_dict(state)
+    except Exception as e:  # unpickling or shape errors: the file does not fit the config
+        raise UlmfitError(f"{path}: does not match the architecture in {encoder_dir / CONFIG} "
+                          f"({first_line(e)})") from None
+    return cfg, state
+
+
+def load_classifier(model_dir: Path) -> tuple[ClassifierConfig, list[str], TextClassifier]:
+    """A classifier folder's config, class names and model (weights loaded, on the CPU)."""
+    cfg = load_config(ClassifierConfig, require(model_dir / CONFIG))
+    classes = read_json(require(model_dir / CLASSES_FILE))
+    vocab = Vocab.load(require(model_dir / VOCAB))
+    if len(vocab) != cfg.model.vocab_size:
+        raise UlmfitError(f"{model_dir / VOCAB}: {len(vocab)} tokens, but {model_dir / CONFIG} says "
+                          f"vocab_size={cfg.model.vocab_size}")
+    path = require(model_dir / MODEL)
+    model = build_classifier(cfg, len(classes))
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:
+        raise UlmfitError(f"{path}: does not match the classifier in {model_dir / CONFIG} and "
+                          f"{model_dir / CLASSES_FILE} ({first_line(e)})") from None
+    return cfg, classes, model
+
+
+def check_data_fits(model_dir: Path, classes: list[str], data_dir: Path) -> None:
+    """Refuse data tokenized differently from the model's, or with other classes."""
+    check_same_tokenizer(model_dir, data_dir)
+    check_same_vocab(model_dir, data_dir, hint=f"tokenize the data with --vocab_from {model_dir}")
+    data_classes = load_classes(data_dir)
+    if data_classes is not None and list(data_classes) != list(classes):
+        raise UlmfitError(f"{data_dir / CLASSES_FILE}: classes {data_classes} differ from the model's "
+                          f"{model_dir / CLASSES_FILE} {classes}")
+
+
+def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None,
+                 device: torch.device) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:
+    """Load a classifier, check it fits the data and return its probabilities on ``split``."""
+    cfg, classes, model = load_classifier(model_dir)
+    check_data_fits(model_dir, classes, data_dir)
+    data = load_split(data_dir, split)
+    check_labels(data, len(classes), data_dir, split)
+    probs = predict_probs(model.to(device), list(data), bs or cfg.bs, cfg.backwards, device)
+    return cfg, classes, data, probs
+
+
+def _report(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    labelled = labels != UNLABELLED
+    if not labelled.any():
+        raise UlmfitError("no labelled documents to score")
+    report = classification_report(labels[labelled], probs[labelled].argmax(1), classes)
+    return {**report, "unlabelled": int((~labelled).sum())}
+
+
+def format_report(report: dict) -> str:
+    """A few readable lines: overall scores, then precision and recall per class."""
+    lines = [f"n {report['n']}  accuracy {report['accuracy']:.4f}  error {report['error_rate']:.4f}  "
+             f"macro-F1 {report['macro_f1']:.4f}"]
+    for name, scores in report["per_class"].items():
+        lines.append(f"  {name:>12}  precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
+                     f"f1 {scores['f1']:.3f}  support {scores['support']}")
+    return "\n".join(lines)
+
+
+# -- stages -------------------------------------------------------------------------------------
+
+def train(encoder: str | None = None, data: str | None = None, out: str | None = None,
+          preset: str | None = None, epochs: int | None = None, max_steps: int | None = None,
+          backwards: bool = ClassifierConfig.backwards, from_scratch: bool = ClassifierConfig.from_scratch,
+          no_gradual_unfreezing: bool = False, no_discriminative: bool = False, schedule: str | None = None,
+          lr: float | None = None, bs: int | None = None, drop_mult: float | None = None,
+          seed: int | None = None, max_train: int | None = None, resume: bool = False,
+          device: str = "auto") -> dict:
+    """Train a text classifier on a fine-tuned language model's encoder (ULMFiT stage 3).
+
+    Gradual unfreezing (the head alone in the first epoch, one more layer group in each next
+    one), discriminative learning rates (each lower group's divided by 2.6) and the slanted
+    triangular schedule, each of which can be turned off. The weights of the epoch with the
+    lowest validation error are kept. Options left out take the preset's values (``CLF_PRESETS``).
+
+    Args:
+        encoder: language-model folder written by ``ulmfit finetune`` on this very tokenized data
+            (same tokenizer and vocabulary); not needed with --from_scratch.
+        data: labelled tokenized folder (``ulmfit tokenize``); without a valid split a seeded 10% of
+            train validates. Documents labelled -1 (unlabelled) are ignored.
+        out: output folder for the classifier; must be new or empty unless resuming.
+        preset: "paper", "cpu" or "tiny"; default: the encoder's (from scratch: "cpu").
+        epochs: passes over the training documents.
+        max_steps: stop after this many batches (the learning-rate schedule is fitted to it).
+        backwards: read documents reversed; needs a backward encoder.
+        from_scratch: random encoder weights instead of the encoder's (same architecture as the
+            encoder when one is given, else the preset's); every layer then trains from the start
+            at one rate (no gradual unfreezing, no discriminative rates).
+        no_gradual_unfreezing: train all layers from the first epoch.
+        no_discriminative: one learning rate for all layer groups.
+        schedule: learning-rate schedule: stlr, cosine, constant or one_cycle.
+        lr: peak learning rate of the top group.
+        bs: documents per batch.
+        drop_mult: multiplier of all encoder dropouts (default: the encoder's).
+        seed: random seed of initialization, dropout, data order and the held-out split.
+        max_train: low-shot: train on this many labelled training documents, stratified by class.
+        resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        The run's summary, as written to metrics.json.
+    """
+    if not data or not out:
+        raise UlmfitError("--data (a labelled tokenized folder) and --out are required")
+    data_dir, out_dir = Path(data), Path(out)
+    vocab = Vocab.load(require(data_dir / VOCAB))
+    classes = load_classes(data_dir)
+    if not classes:
+        raise UlmfitError(f"{data_dir / CLASSES_FILE}: file not found; tokenize labelled data to train a classifier")
+
+    weights = None
+    if encoder:
+        if from_scratch:  # the encoder's architecture only
+            enc_cfg = load_config(LMTrainConfig, require(Path(encoder) / CONFIG))
+        else:
+            enc_cfg, weights = load_encoder(Path(encoder), data_dir, backwards)
+        preset = preset or enc_cfg.preset
+        model_cfg = dataclasses.replace(enc_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=drop_mult))
+    elif from_scratch:
+        preset = preset or ClassifierConfig.preset
+        model_overrides = {**LM_PRESETS.get(preset, {}).get("model", {}), **given_options(drop_mult=drop_mult)}
+        model_cfg = make_config(preset, len(vocab), **model_overrides)
+    else:
+        raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
+
+    fields = preset_options(CLF_PRESETS, preset, epochs=epochs, max_steps=max_steps, schedule=schedule, lr=lr,
+                            bs=bs, seed=seed, max_train=max_train)
+    cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),
+                           encoder=str(encoder) if encoder else None,
+                           from_scratch=from_scratch, backwards=backwards,
+                           gradual_unfreezing=not (no_gradual_unfreezing or from_scratch),
+                           discriminative=not (no_discriminative or from_scratch))
+    make_schedule(cfg.schedule)  # an unknown name fails before any work
+
+    train_data, valid_data = _training_data(cfg, data_dir, len(classes))
+    prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: bad data leaves no half-made folder
+    save_classes(out_dir, classes)
+    return _fit(cfg, out_dir, len(classes), weights, train_data, valid_data, resume, resolve_device(device))
+
+
+def _training_data(cfg: ClassifierConfig, data_dir: Path,
+                   n_classes: int) -> tuple[ClassificationData, ClassificationData]:
+    """Training and validation batches: the valid split, else a seeded hold-out of train."""
+    train_split = load_split(data_dir, "train")
+    train_labels = check_labels(train_split, n_classes, data_dir, "train")
+    if "valid" in available_splits(data_dir):
+        valid_split = load_split(data_dir, "valid")
+        valid_docs = np.flatnonzero(check_labels(valid_split, n_classes, data_dir, "valid") != UNLABELLED)
+        train_docs = np.flatnonzero(train_labels != UNLABELLED)
+    else:
+        valid_split = train_split
+        train_docs, valid_docs = hold_out(train_labels, cfg.valid_frac, cfg.seed)
+    if cfg.max_train is not None:
+        train_docs = stratified_sample(train_docs, train_labels[train_docs], cfg.max_train, cfg.seed)
+    if len(train_docs) < 2 or len(valid_docs) < 1:
+        raise UlmfitError(f"{data_dir}: too few labelled documents ({len(train_docs)} to train on, "
+                          f"{len(valid_docs)} to validate)")
+    return (ClassificationData(train_split, train_docs, cfg.bs, cfg.seed, shuffle=True, backwards=cfg.backwards),
+            ClassificationData(valid_split, valid_docs, cfg.bs, backwards=cfg.backwards))
+
+
+def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | None,
+         train_data: ClassificationData, valid_data: ClassificationData, resume: bool,
+         device: torch.device) -> dict:
+    torch.manual_seed(cfg.seed)
+    model = build_classifier(cfg, n_classes)
+    if weights is not None:
+        model.encoder.load_state_dict(weights)
+    model.to(device)
+    groups = model.layer_groups()
+    factor = cfg.disc_factor if cfg.discriminative else 1.0
+    optimizer = make_optimizer(groups, discriminative_lrs(cfg.lr, len(groups), factor), cfg.optimizer,
+                               cfg.betas, cfg.wd)
+    callbacks: list[Callback] = [Accuracy()]
+    if cfg.gradual_unfreezing:
+        callbacks.append(GradualUnfreezing(groups))
+    trainer = Trainer(model, classification_loss, optimizer,
+                      make_schedule(cfg.schedule, cut_frac=cfg.cut_frac, ratio=cfg.ratio), callbacks,
+                      train_data=train_data, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,
+                      clip=cfg.clip, out_dir=out_dir, device=device, monitor="valid_error",
+                      checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
+    history = trainer.fit(resume=resume)
+    if not history:
+        raise UlmfitError("the run trained no epoch (epochs or max_steps is 0)")
+    save_weights(out_dir / MODEL, torch.load(out_dir / BEST_WEIGHTS, map_location="cpu", weights_only=True))
+    final, best = history[-1], min(history, key=lambda m: m["valid_error"])
+    metrics = {
+        "best_valid_error": best["valid_error"], "best_valid_accuracy": best["valid_accuracy"],
+        "best_valid_loss": best["valid_loss"], "best_epoch": best["epoch"],
+        "final_valid_error": final["valid_error"], "final_valid_loss": final["valid_loss"],
+        "epochs": final["epoch"], "steps": final["step"], "train_docs": len(train_data),
+        "valid_docs": len(valid_data), "train_time_s": sum(m["train_time_s"] for m in history),
+        "time_s": sum(m["time_s"] for m in history),
+    }
+    write_json(out_dir / METRICS, metrics)
+    return metrics
+
+
+def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, device: str = "auto") -> dict:
+    """Score a classifier on a labelled split: accuracy, error rate, macro-F1, per-class precision
+    and recall, confusion matrix.
+
+    Writes ``<model>/eval_<split>.json`` (the report), ``<model>/confusion_<split>.png`` and
+    ``<model>/probs_<split>.npy`` (float32 [documents, classes], in the split's order; unlabelled
+    documents get probabilities too but are not scored). Prints a summary to stderr.
+
+    Args:
+        model: classifier folder written by ``ulmfit train``.
+        data: tokenized folder with the same tokenizer, vocabulary and classes as the model's.
+        split: train, valid or test.
+        bs: documents per batch (default: the training batch size).
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        The report, as written to eval_<split>.json.
+    """
+    model_dir, data_dir = Path(model), Path(data)
+    _, classes, split_data, probs = _model_probs(model_dir, data_dir, split, bs, resolve_device(device))
+    report = {"model": str(model_dir), "data": str(data_dir), "split": split,
+              **_report(np.asarray(split_data.labels), probs, classes)}
+    save_npy(model_dir / f"probs_{split}.npy", probs.astype(np.float32))
+    plot_confusion_matrix(np.array(report["confusion_matrix"]), classes, model_dir / f"confusion_{split}.png")
+    write_json(model_dir / f"eval_{split}.json", report)
+    print(format_report(report), file=sys.stderr)
+    return report
+
+
+def predict(model: str, input: str, output: str, format: str | None = None, encoding: str = "utf-8",
+            text_field: str = ReadOptions.text_field, doc_per: str = ReadOptions.doc_per,
+            output_format: str | None = None, bs: int | None = None, device: str = "auto") -> dict:
+    """Classify raw text with a trained classifier, its own tokenizer and vocabulary.
+
+    The input is streamed in chunks of documents; the output has one row per document, in the
+    input's order: the predicted label and the probability of every class. Empty documents are
+    skipped, as in ``ulmfit tokenize``.
+
+    Args:
+        model: classifier folder written by ``ulmfit train``.
+        input: a file in any format ``ulmfit tokenize`` reads (txt, csv, tsv, jsonl, trec, a
+            folder or tar tree, possibly compressed), or "-" for standard input (one document
+            per line; write ``--input=-``, fire reads a lone "-" as a separator).
+        output: CSV (columns ``label``, ``prob_<class>``...) or JSONL (``{"label", "probs"}``) file,
+            written only once complete.
+        format: the input's format; default: inferred from its name.
+        encoding: text encoding of the input.
+        text_field: CSV/TSV column or JSONL key holding the text.
+        doc_per: txt: "line" (one document per line) or "file".
+        output_format: "csv" or "jsonl"; default: from the output's name.
+        bs: documents per batch (default: the training batch size).
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        ``{"documents", "output", "counts"}``: how many documents went to which label.
+    """
+    model_dir = Path(model)
+    out_format = output_format or _output_format(output)
+    cfg, classes, clf = load_classifier(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    dev = resolve_device(device)
+    clf.to(dev)
+    counts = np.zeros(len(classes), dtype=np.int64)
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = _row_writer(f, out_format, classes)
+        for texts in _chunks(_input_texts(input, ReadOptions(format=format, encoding=encoding, text_field=text_field,
+                                                                  doc_per=doc_per)), PREDICT_CHUNK_DOCS):
+            probs = predict_probs(clf, tokenizer.encode_docs(texts), bs or cfg.bs, cfg.backwards, dev)
+            for row in probs:
+                writer(row)
+            counts += np.bincount(probs.argmax(1), minlength=len(classes))
+    return {"documents": int(counts.sum()), "output": str(output),
+            "counts": {name: int(n) for name, n in zip(classes, counts)}}
+
+
+def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: str | None = None,
+             bs: int | None = None, device: str = "auto") -> dict:
+    """Average the class probabilities of several classifiers (e.g. forward and backward, or
+    several seeds) and score each model and the average on a labelled split.
+
+    Each model reads the documents in its own direction. Writes ``ensemble_<split>.json`` and
+    ``ensemble_probs_<split>.npy`` to ``out``.
+
+    Args:
+        models: classifier folders, comma-separated (or a list).
+        data: tokenized folder with the models' tokenizer, vocabulary and classes.
+        split: train, valid or test.
+        out: folder for the results; default: the first model's folder.
+        bs: documents per batch (default: each model's training batch size).
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        ``{"models": [per-model summary], "ensemble": full report}``, as written to the JSON.
+    """
+    names = [m.strip() for m in models.split(",")] if isinstance(models, str) else [str(m) for m in models]
+    names = [n for n in names if n]
+    if not names:
+        raise UlmfitError("--models: give at least one classifier folder")
+    data_dir, dev = Path(data), resolve_device(device)
+    members, all_probs, classes, labels = [], [], None, None
+    for name in names:
+        cfg, model_classes, split_data, probs = _model_probs(Path(name), data_dir, split, bs, dev)
+        if classes is not None and model_classes != classes:
+            raise UlmfitError(f"{Path(name) / CLASSES_FILE}: classes {model_classes} differ from "
+                              f"{Path(names[0]) / CLASSES_FILE} {classes}")
+        classes, labels = model_classes, np.asarray(split_data.labels)
+        report = _report(labels, probs, classes)
+        members.append({"model": name, "backwards": cfg.backwards,
+                        **{k: report[k] for k in ("accuracy", "error_rate", "macro_f1")}})
+        all_probs.append(probs)
+    averaged = average_probabilities(all_probs)
+    result = {"data": str(data_dir), "split": split, "models": members,
+              "ensemble": _report(labels, averaged, classes)}
+    out_dir = Path(out) if out else Path(names[0])
+    save_npy(out_dir / f"ensemble_probs_{split}.npy", averaged.astype(np.float32))
+    write_json(out_dir / f"ensemble_{split}.json", result)
+    for member in members:
+        print(f"{member['model']}: error {member['error_rate']:.4f}", file=sys.stderr)
+    print(f"ensemble: error {result['ensemble']['error_rate']:.4f}", file=sys.stderr)
+    return result
+
+
+# -- predict's input and output -----------------------------------------------------------------
+
+def _input_texts(spec: str, options: ReadOptions) -> Iterator[str]:
+    if spec == "-":
+        return (line.strip() for line in sys.stdin if line.strip())
+    return (text for text, _ in DocumentSource(spec, options))
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+
+
+def _output_format(output: str) -> str:
+    fmt = OUTPUT_FORMATS.get(Path(output).suffix.lower())
+    if fmt is None:
+        raise UlmfitError(f"{output}: cannot tell the output format from the name; use .csv or .jsonl "
+                          f"or pass --output_format")
+    return fmt
+
+
+def _row_writer(f, out_format: str, classes: list[str]):
+    """A function writing one document's probabilities as a CSV row or a JSON line."""
+    if out_format == "csv":
+        writer = csv.writer(f)
+        writer.writerow(["label"] + [f"prob_{name}" for name in classes])
+        return lambda probs: writer.writerow([classes[int(probs.argmax())]] + [f"{p:.6g}" for p in probs])
+    if out_format == "jsonl":
+        return lambda probs: f.write(json.dumps({"label": classes[int(probs.argmax())],
+                                                 "probs": {n: float(p) for n, p in zip(classes, probs)}}) + "\n")
+    raise UlmfitError(f"unknown output format {out_format!r}; choose csv or jsonl")
