@@ -4,6 +4,9 @@
 # scripts/trec6.sh with PRESET=cpu (or paper on a GPU).
 # Data root: $ULMFIT_DATA, else ../shared/data. Output: $RUNS (default runs/demo).
 set -euo pipefail
+# Tiny models run fastest on one thread, and one thread per process avoids oversubscribing
+# the cores when another job runs beside the demo.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 cd "$(dirname "$0")/.."
 DATA=${ULMFIT_DATA:-../shared/data}
 RUNS=${RUNS:-runs/demo}

@@ -12,7 +12,7 @@ from ulmfit import cli
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
 from ulmfit.paths import data_root
-from ulmfit.stages.classify import ClassifierConfig, evaluate, hold_out, predict, stratified_sample, train
+from ulmfit.stages.classify import ClassifierConfig, ensemble, evaluate, hold_out, predict, stratified_sample, train
 from ulmfit.stages.lm import finetune, pretrain
 from ulmfit.stages.tokenize import tokenize
 from ulmfit.text.readers import read_documents
@@ -141,7 +141,7 @@ def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(s
           max_train=1000, device="cpu")
     assert load_config(ClassifierConfig, bwd / "config.json").backwards
     bwd_report = evaluate(str(bwd), str(trec_tok), device="cpu")
-    result = cli.commands()["ensemble"](f"{fwd},{bwd}", str(trec_tok), out=str(tmp_path), device="cpu")
+    result = ensemble(f"{fwd},{bwd}", str(trec_tok), out=str(tmp_path), device="cpu")
     members = [np.load(fwd / "probs_test.npy"), np.load(bwd / "probs_test.npy")]
     averaged = np.load(tmp_path / "ensemble_probs_test.npy")
     assert np.allclose(averaged, (members[0] + members[1]) / 2, atol=1e-6)

@@ -1,7 +1,10 @@
 """The ``ulmfit`` command: one python-fire subcommand per pipeline stage."""
 from __future__ import annotations
 
+import functools
+import json
 import sys
+from typing import Callable
 
 import fire
 
@@ -11,9 +14,25 @@ from .stages.lm import evaluate_lm, finetune, pretrain
 from .stages.tokenize import tokenize
 
 
+def _json_result(stage: Callable) -> Callable:
+    """The stage with its returned summary printed as one JSON line on stdout.
+
+    Progress and human-readable reports go to stderr, so a script can read the result with
+    ``ulmfit evaluate ... | jq .error_rate`` instead of parsing fire's listing of a dict.
+    """
+
+    @functools.wraps(stage)
+    def run(*args, **kwargs) -> None:
+        result = stage(*args, **kwargs)
+        if result is not None:
+            print(json.dumps(result, default=str))
+
+    return run
+
+
 def commands() -> dict:
-    """Subcommands in pipeline order; each is a plain function importable from ``ulmfit``."""
-    return {
+    """Subcommands in pipeline order; each wraps a plain stage function of ``ulmfit.stages``."""
+    return {name: _json_result(stage) for name, stage in {
         "tokenize": tokenize,
         "pretrain": pretrain,
         "finetune": finetune,
@@ -22,7 +41,7 @@ def commands() -> dict:
         "evaluate": evaluate,
         "predict": predict,
         "ensemble": ensemble,
-    }
+    }.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
