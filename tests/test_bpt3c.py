@@ -1,4 +1,3 @@
-import importlib.util
 from types import SimpleNamespace
 
 import pytest
@@ -8,18 +7,10 @@ from torch import nn
 from ulmfit.classifier.bpt3c import bpt3c_features, chunk_spans
 from ulmfit.classifier.pooling import masked_concat_pool
 from ulmfit.classifier.sampling import pad_batch
+from ulmfit.model.awd_lstm import AWDLSTM, make_config
 
 PAD = 1
-HAVE_AWD_LSTM = importlib.util.find_spec("ulmfit.model.awd_lstm") is not None
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: extra threads only add overhead, and oversubscribe a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class StandInEncoder(nn.Module):
@@ -48,12 +39,10 @@ def make_encoder(kind, vocab_size):
     torch.manual_seed(0)
     if kind == "stand-in":
         return StandInEncoder(vocab_size)
-    from ulmfit.model.awd_lstm import AWDLSTM, make_config
     return AWDLSTM(make_config("tiny", vocab_size=vocab_size))
 
 
-ENCODERS = ["stand-in", pytest.param("awd-lstm", marks=pytest.mark.skipif(
-    not HAVE_AWD_LSTM, reason="ulmfit.model.awd_lstm not written yet"))]
+ENCODERS = ["stand-in", "awd-lstm"]
 
 
 def test_chunk_spans_split_exactly_at_the_gradient_window():

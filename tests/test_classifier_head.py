@@ -7,17 +7,9 @@ from ulmfit.classifier.head import (PoolingClassifierHead, TextClassifier, gradu
                                     set_trainable_groups)
 from ulmfit.classifier.sampling import pad_batch
 
-awd_lstm = pytest.importorskip("ulmfit.model.awd_lstm")
+from ulmfit.model import awd_lstm
 PAD = 1
 
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors: extra threads only add overhead, and oversubscribe a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_classifier(n_classes=3, vocab_size=40, **overrides):
