@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from .errors import UlmfitError
 from .files import atomic_path, write_text
+from .progress import progress_bar
 from .model.awd_lstm import ar_tar_penalty, detach_state
 from .schedules import Schedule
 
@@ -136,7 +137,7 @@ class Trainer:
         monitor: key of ``metrics`` that decides the best epoch (lower is better).
         checkpoint_interval_s: also save ``last.pt`` during an epoch once this many seconds have
             passed since the last save (None: only after epochs; 0: after every batch).
-        progress: show tqdm progress bars (on stderr, only on a terminal) and a line per epoch.
+        progress: show a progress bar on stderr (once a minute when not a terminal) and a line per epoch.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor],
@@ -241,8 +242,8 @@ class Trainer:
         self.training = True
         self.n_batches = self.train_data.n_batches(self.epoch)
         self._call("on_epoch_start")
-        bar = tqdm(total=self.n_batches, initial=self.batch_index, desc=f"epoch {self.epoch + 1}/{self.epochs}",
-                   file=sys.stderr, disable=None if self.progress else True, leave=False, dynamic_ncols=True)
+        bar = progress_bar(self.progress, total=self.n_batches, initial=self.batch_index,
+                           desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False)
         start = last_save = time.perf_counter()
         for batch in self.train_data.batches(self.epoch, start=self.batch_index):
             self._train_batch(batch)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..config import config_to_dict, load_config, save_config
 from ..errors import UlmfitError
 from ..files import read_json, staging_dir, write_json
+from ..progress import progress_bar
 from ..text import corpus
 from ..text.readers import DocumentSource, ReadOptions, read_options_from
 from ..text.special import SPECIAL_TOKENS, UNK_ID
@@ -255,8 +256,7 @@ def _limited(items: Iterable, limit: int | None) -> Iterator:
 
 def _bar(source: DocumentSource, desc: str) -> tqdm:
     """A progress bar over the input's on-disk bytes: the document count is not known ahead."""
-    return tqdm(total=source.bytes_total, desc=desc, unit="B", unit_scale=True, file=sys.stderr,
-                disable=None, mininterval=1.0)
+    return progress_bar(total=source.bytes_total, desc=desc, unit="B", unit_scale=True, mininterval=1.0)
 
 
 def _progress(source: DocumentSource, desc: str) -> Iterator[tuple[str, str | None]]:
