@@ -29,10 +29,10 @@ from ..files import read_json, staging_dir, write_json
 from ..progress import progress_bar
 from ..text import corpus
 from ..text.readers import DocumentSource, ReadOptions, read_options_from
-from ..text.special import SPECIAL_TOKENS, UNK_ID
+from ..text.special import UNK_ID
 from ..text.tokenizers import (
     DEFAULT_SP_MODEL_TYPE, DEFAULT_SP_SAMPLE_SENTENCES, DEFAULT_SP_VOCAB_SIZE, SENTENCEPIECE, SP_MODEL_FILE, SPACY,
-    TOKENIZER_FILE, EncodedChunk, IdTranslator, TokenizerSettings, copy_file, fit_array, make_encoder,
+    TOKENIZER_FILE, EncodedChunk, IdTranslator, TokenizerSettings, TokenNumbering, copy_file, fit_array, make_encoder,
     train_sentencepiece,
 )
 from ..text.vocab import DEFAULT_MAX_VOCAB, DEFAULT_MIN_FREQ, Vocab
@@ -270,21 +270,14 @@ class _TokenTable:
     """The temporary numbering of every distinct token of the run (specials first) and counts."""
 
     def __init__(self):
-        self.tokens: list[str] = list(SPECIAL_TOKENS)
-        self.index = {t: i for i, t in enumerate(self.tokens)}
+        self._numbering = TokenNumbering()
+        self.tokens = self._numbering.tokens
         self.counts = np.zeros(1 << 16, dtype=np.int64)
         self._translators: dict[int, IdTranslator] = {}
 
-    def _id(self, token: str) -> int:
-        tid = self.index.get(token)
-        if tid is None:
-            tid = self.index[token] = len(self.tokens)
-            self.tokens.append(token)
-        return tid
-
     def ids_of(self, chunk: EncodedChunk) -> np.ndarray:
         if chunk.source not in self._translators:
-            self._translators[chunk.source] = IdTranslator(self._id)
+            self._translators[chunk.source] = IdTranslator(self._numbering.id)
         return self._translators[chunk.source](chunk)
 
     def count(self, ids: np.ndarray) -> None:

@@ -197,6 +197,22 @@ def fit_array(array: np.ndarray, size: int) -> np.ndarray:
     return grown
 
 
+class TokenNumbering:
+    """Numbers distinct token strings in the order they are first seen, special tokens first."""
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = list(SPECIAL_TOKENS)
+        self._ids = {t: i for i, t in enumerate(self.tokens)}
+
+    def id(self, token: str) -> int:
+        """The token's number, giving it the next one if it is new."""
+        number = self._ids.get(token)
+        if number is None:
+            number = self._ids[token] = len(self.tokens)
+            self.tokens.append(token)
+        return number
+
+
 class SpacyEncoder:
     """Texts -> ids local to this encoder, with the fastai pre and post rules.
 
@@ -222,19 +238,13 @@ class SpacyEncoder:
         self._strings = self._tokenizer.vocab.strings
         self._newline_orth = self._strings.add(rules.NEWLINE)
         self._pre = _pre_rule_functions(settings.pre_rules)
-        self.tokens: list[str] = list(SPECIAL_TOKENS)
-        self._local = {t: i for i, t in enumerate(self.tokens)}
+        self._numbering = TokenNumbering()
+        self.tokens = self._numbering.tokens
+        self.local_id = self._numbering.id
         self._reported = len(self.tokens)
         self._run_keys: dict[str, int] = {_DOC_START: _DOC_START_KEY}
         self._forms = _Memo(self._pack)
         self._spans = _SpanForms()
-
-    def local_id(self, token: str) -> int:
-        lid = self._local.get(token)
-        if lid is None:
-            lid = self._local[token] = len(self.tokens)
-            self.tokens.append(token)
-        return lid
 
     def _pack(self, text: str) -> int:
         form = rules.token_form(text)
