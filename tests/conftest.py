@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from ulmfit.paths import data_root
+from ulmfit.stages.tokenize import tokenize
 from ulmfit.text.special import BOS_ID, SPECIAL_TOKENS, UNK_ID
 
 # Test models are tiny and the machine is shared: one thread avoids oversubscription, which on a
@@ -82,3 +83,15 @@ def ptb_tok(tmp_path_factory) -> Path:
         "valid": ptb_docs("valid", 300),
         "test": ptb_docs("test", 300),
     })
+
+
+@pytest.fixture(scope="session")
+def trec_tok(tmp_path_factory) -> Path:
+    """All of TREC-6 (5452 training, 500 test questions), tokenized with spaCy; no valid split."""
+    trec = data_root() / "trec"
+    if not (trec / "train_5500.label").exists():
+        pytest.skip(f"{trec} not available")
+    out = tmp_path_factory.mktemp("trec") / "tok"
+    tokenize(str(trec / "train_5500.label"), test=str(trec / "TREC_10.label"), out=str(out), format="trec",
+             encoding="latin-1", workers=1)
+    return out

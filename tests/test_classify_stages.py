@@ -11,25 +11,10 @@ import torch
 from ulmfit import cli
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.paths import data_root
 from ulmfit.stages.classify import ClassifierConfig, ensemble, evaluate, hold_out, predict, stratified_sample, train
+from ulmfit.paths import data_root
 from ulmfit.stages.lm import finetune, pretrain
-from ulmfit.stages.tokenize import tokenize
 from ulmfit.text.readers import read_documents
-
-TREC = data_root() / "trec"
-
-
-@pytest.fixture(scope="module")
-def trec_tok(tmp_path_factory):
-    """All of TREC-6 (5452 training, 500 test questions), tokenized; no valid split."""
-    if not (TREC / "train_5500.label").exists():
-        pytest.skip(f"{TREC} not available")
-    out = tmp_path_factory.mktemp("trec") / "tok"
-    tokenize(str(TREC / "train_5500.label"), test=str(TREC / "TREC_10.label"), out=str(out), format="trec",
-             encoding="latin-1", workers=1)
-    return out
-
 
 @pytest.fixture(scope="module")
 def encoder(trec_tok, tmp_path_factory):
@@ -87,7 +72,7 @@ def test_from_scratch_on_real_trec_beats_the_majority_class_and_evaluate_writes_
 
 def test_predict_on_raw_text_keeps_the_input_order(scratch, tmp_path, monkeypatch):
     out = scratch[0]
-    texts = [text for text, _ in read_documents(TREC / "TREC_10.label", encoding="latin-1")]
+    texts = [text for text, _ in read_documents(data_root() / "trec" / "TREC_10.label", encoding="latin-1")]
     order = np.random.default_rng(0).permutation(len(texts))  # any order comes back as given
     (tmp_path / "questions.txt").write_text("".join(texts[i] + "\n" for i in order), encoding="utf-8")
     summary = predict(str(out), str(tmp_path / "questions.txt"), str(tmp_path / "preds.csv"), device="cpu")
@@ -190,3 +175,14 @@ def test_bad_input_is_refused_with_the_file_named(scratch, encoder, trec_tok, tm
             evaluate(str(broken), str(trec_tok))
     with pytest.raises(UlmfitError, match="not empty"):
         train(data=str(trec_tok), out=str(out), from_scratch=True, preset="tiny")
+
+
+def test_tricks_are_resolved_into_the_config_and_change_the_run(trec_tok, tmp_path):
+    out = tmp_path / "ls"
+    train(data=str(trec_tok), out=str(out), from_scratch=True, preset="tiny", max_steps=3, device="cpu",
+          tricks="label_smoothing(alpha=0.2)")
+    cfg = load_config(ClassifierConfig, out / "config.json")
+    assert cfg.tricks == {"label_smoothing": {"alpha": 0.2}}
+    with pytest.raises(UlmfitError, match="tricks"):
+        train(data=str(trec_tok), out=str(out), from_scratch=True, preset="tiny", max_steps=3, device="cpu",
+              tricks="label_smoothing(alpha=0.3)", resume=True)

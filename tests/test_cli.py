@@ -6,7 +6,7 @@ import pytest
 
 from ulmfit.cli import commands, main
 
-STAGES = ["tokenize", "pretrain", "finetune", "evaluate_lm", "train", "evaluate", "predict", "ensemble"]
+STAGES = ["tokenize", "pretrain", "finetune", "evaluate_lm", "train", "evaluate", "predict", "ensemble", "tricks"]
 
 
 def _ulmfit(*args):

@@ -1,7 +1,5 @@
 import json
 import math
-from typing import NamedTuple
-
 import numpy as np
 import pytest
 import torch
@@ -10,12 +8,14 @@ from torch import nn
 from ulmfit.errors import UlmfitError
 from ulmfit.lm_data import LMStream
 from ulmfit.model.awd_lstm import LanguageModel, make_config
-from ulmfit.schedules import constant, discriminative_lrs, make_schedule
+from ulmfit.schedules import discriminative_lrs, make_schedule
 from ulmfit.training import (ARTAR, BEST_WEIGHTS, LAST_CHECKPOINT, LOG, Callback, LMWindows, Trainer,
                              lm_loss, make_optimizer)
 
+from toy import toy_trainer
+
 HOOKS = ["on_fit_start", "on_epoch_start", "on_batch_start", "after_forward", "after_loss",
-         "after_backward", "before_step", "after_step", "on_eval_start", "on_eval_end",
+         "before_backward", "after_backward", "before_step", "after_step", "on_eval_start", "on_eval_end",
          "on_epoch_end", "on_fit_end"]
 
 
@@ -82,7 +82,7 @@ def test_hooks_run_in_order_for_training_and_evaluation():
     trainer = tiny_lm_trainer(epochs=1, extra=[rec], max_steps=2)
     trainer.fit()
     names = [n for n, _ in rec.calls]
-    batch = ["on_batch_start", "after_forward", "after_loss", "after_backward", "before_step", "after_step"]
+    batch = ["on_batch_start", "after_forward", "after_loss", "before_backward", "after_backward", "before_step", "after_step"]
     assert names[:2 + 2 * len(batch)] == ["on_fit_start", "on_epoch_start"] + batch * 2
     eval_part = names[2 + 2 * len(batch):]
     assert eval_part[0] == "on_eval_start" and eval_part[-3:] == ["on_eval_end", "on_epoch_end", "on_fit_end"]
@@ -196,46 +196,72 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 
 def test_the_loop_is_not_lm_specific():
     """A classifier-shaped task: (inputs, target) batches, loss over labels, no LM callbacks."""
-
-    class Batch(NamedTuple):
-        x: torch.Tensor
-        y: torch.Tensor
-
-        @property
-        def inputs(self):
-            return (self.x,)
-
-        @property
-        def target(self):
-            return self.y
-
-        @property
-        def n_tokens(self):
-            return self.x.numel()
-
-        def to(self, device):
-            return Batch(self.x.to(device), self.y.to(device))
-
-    class Blobs:
-        def __init__(self, seed):
-            g = torch.Generator().manual_seed(seed)
-            self.x = torch.randn(256, 2, generator=g)
-            self.y = (self.x.sum(1) > 0).long()
-
-        def n_batches(self, epoch):
-            return 8
-
-        def batches(self, epoch, start=0):
-            for i in range(start, 8):
-                yield Batch(self.x[i * 32:(i + 1) * 32], self.y[i * 32:(i + 1) * 32])
-
-    torch.manual_seed(0)
-    model = nn.Linear(2, 2)
-    opt = make_optimizer([list(model.parameters())], [0.1])
-    trainer = Trainer(model, nn.functional.cross_entropy, opt, constant, train_data=Blobs(0),
-                      valid_data=Blobs(1), epochs=3, progress=False)
+    trainer = toy_trainer()
     history = trainer.fit()
     assert history[-1]["valid_loss"] < 0.3 < history[0]["train_loss"]
+
+
+def test_callbacks_run_by_order_then_as_given():
+    seen = []
+
+    class Named(Callback):
+        def __init__(self, name, order):
+            self.name, self.order = name, order
+
+        def on_fit_start(self, trainer):
+            seen.append(self.name)
+
+    toy_trainer([Named("late", 10), Named("a", 0), Named("early", -5), Named("b", 0)], epochs=1).fit()
+    assert seen == ["early", "a", "b", "late"]
+
+
+def test_skipped_steps_accumulate_gradients_into_the_next_step():
+    """Skipping the step keeps the gradient: two skipped-then-stepped batches sum their gradients."""
+    grads = []
+
+    class SkipOdd(Callback):
+        def before_step(self, trainer):
+            grads.append(trainer.model.weight.grad.clone())
+            trainer.skip_step = trainer.step % 2 == 0
+
+    trainer = toy_trainer([SkipOdd()], epochs=1, max_steps=2)
+    trainer.fit()
+    b0, b1 = list(trainer.train_data.batches(0))[:2]
+    torch.manual_seed(0)
+    reference = nn.Linear(2, 2)  # toy_trainer's initial weights
+    total = sum(nn.functional.cross_entropy(reference(b.x), b.y) for b in (b0, b1))
+    total.backward()
+    assert torch.allclose(grads[1], reference.weight.grad, atol=1e-6)
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_loss_scale_scales_the_gradients_only():
+    grads = {}
+
+    class Probe(Callback):
+        def before_step(self, trainer):
+            grads[trainer.loss_scale is not None] = trainer.model.weight.grad.clone()
+            trainer.stop_training = True
+
+    plain = toy_trainer([Probe()], epochs=1)
+    plain.fit()
+    scaled = toy_trainer([Probe()], epochs=1)
+    scaled.loss_scale = lambda loss: loss * 8.0
+    scaled.fit()
+    assert torch.allclose(grads[True], 8.0 * grads[False])
+    assert plain.history[0]["train_loss"] == pytest.approx(scaled.history[0]["train_loss"])
+
+
+def test_export_weights_chooses_what_is_saved_as_best(tmp_path):
+    class Zeros(Callback):
+        def export_weights(self, trainer, state):
+            return {k: torch.zeros_like(v) for k, v in state.items()}
+
+    trainer = toy_trainer([Zeros()], epochs=1, out_dir=tmp_path)
+    trainer.fit()
+    best = torch.load(tmp_path / BEST_WEIGHTS, weights_only=True)
+    assert all(not v.any() for v in best.values())
+    assert trainer.model.weight.abs().sum() > 0  # the model itself keeps training its own weights
 
 
 def test_ar_tar_is_added_to_training_losses_only():

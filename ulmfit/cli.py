@@ -12,6 +12,7 @@ from .errors import UlmfitError
 from .stages.classify import ensemble, evaluate, predict, train
 from .stages.lm import evaluate_lm, finetune, pretrain
 from .stages.tokenize import tokenize
+from .tricks import list_tricks
 
 
 def _json_result(stage: Callable) -> Callable:
@@ -41,6 +42,7 @@ def commands() -> dict:
         "evaluate": evaluate,
         "predict": predict,
         "ensemble": ensemble,
+        "tricks": list_tricks,
     }.items()}
 
 

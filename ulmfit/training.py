@@ -4,14 +4,21 @@
 to a task or a training trick is a :class:`Callback` that reads and changes the trainer's state at
 named hook points. A training batch goes through::
 
-    on_batch_start -> forward -> after_forward -> loss -> after_loss -> backward
-    -> after_backward -> clip -> before_step -> optimizer step -> after_step
+    on_batch_start -> forward -> after_forward -> loss -> after_loss -> before_backward
+    -> backward -> after_backward -> before_step -> [clip -> optimizer step -> zero grads]
+    -> after_step
 
 and an evaluation batch through ``on_batch_start``, ``after_forward`` and ``after_loss`` only
 (``trainer.training`` tells which). Callbacks may replace ``trainer.inputs`` (before the forward),
 ``trainer.output`` or ``trainer.loss``, scale the learning rates set for the batch, set
-``trainer.skip_step`` in ``before_step`` (e.g. after stepping through a GradScaler themselves)
-or ``trainer.stop_training`` anywhere.
+``trainer.skip_step`` in ``before_step`` (gradients then keep accumulating into the next batch)
+or ``trainer.stop_training`` anywhere. Callbacks run in ascending ``order`` (stable), so a trick
+that must see the final loss (loss scaling) sorts after those that add to it.
+
+Two steps are replaceable attributes rather than hooks, for the tricks that must own them:
+``trainer.backward(loss)`` (scales the loss first when ``trainer.loss_scale`` is set) and
+``trainer.optimizer_step()`` (e.g. through a GradScaler). ``export_weights`` lets a callback
+choose the weights that are evaluated and saved as the best (e.g. an exponential average).
 
 Data sources give batches with ``inputs`` (the model's positional arguments), ``target``,
 ``n_tokens`` and ``to(device)``, and have ``n_batches(epoch)`` and ``batches(epoch, start)``; the
@@ -63,11 +70,14 @@ class Callback:
     weights) survive a resume; they must return and take plain tensors, numbers, lists and dicts.
     """
 
+    order: int = 0  # callbacks run in ascending order; ties keep the order they were given in
+
     def on_fit_start(self, trainer: "Trainer") -> None: ...
     def on_epoch_start(self, trainer: "Trainer") -> None: ...
     def on_batch_start(self, trainer: "Trainer") -> None: ...
     def after_forward(self, trainer: "Trainer") -> None: ...
     def after_loss(self, trainer: "Trainer") -> None: ...
+    def before_backward(self, trainer: "Trainer") -> None: ...
     def after_backward(self, trainer: "Trainer") -> None: ...
     def before_step(self, trainer: "Trainer") -> None: ...
     def after_step(self, trainer: "Trainer") -> None: ...
@@ -75,6 +85,10 @@ class Callback:
     def on_eval_end(self, trainer: "Trainer") -> None: ...
     def on_epoch_end(self, trainer: "Trainer") -> None: ...
     def on_fit_end(self, trainer: "Trainer") -> None: ...
+
+    def export_weights(self, trainer: "Trainer", state: dict) -> dict:
+        """The weights to save as the best (``state`` is the model's, or the previous callback's)."""
+        return state
 
     def state_dict(self) -> dict:
         return {}
@@ -148,7 +162,9 @@ class Trainer:
                  device: torch.device | str = "cpu", monitor: str = "valid_loss",
                  checkpoint_interval_s: float | None = None, progress: bool = True):
         self.model, self.loss_fn, self.optimizer, self.schedule = model, loss_fn, optimizer, schedule
-        self.callbacks = list(callbacks)
+        self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
+        self.loss_scale: Callable[[Tensor], Tensor] | None = None  # e.g. a GradScaler's scale
+        self.optimizer_step: Callable[[], Any] = optimizer.step if optimizer is not None else None
         self.train_data, self.valid_data = train_data, valid_data
         self.epochs, self.max_steps, self.clip = epochs, max_steps, clip
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -176,6 +192,7 @@ class Trainer:
         total = sum(self.train_data.n_batches(e) for e in range(self.epochs))
         self.total_steps = min(total, self.max_steps) if self.max_steps is not None else total
         self.stop_training = False
+        self.optimizer.zero_grad(set_to_none=True)
         self._call("on_fit_start")
         while self.epoch < self.epochs and self.step < self.total_steps and not self.stop_training:
             self._train_epoch()
@@ -201,6 +218,17 @@ class Trainer:
         self.model.train(was_training[0])
         self.training = was_training[1]
         return dict(self.eval_metrics)
+
+    def backward(self, loss: Tensor) -> None:
+        """Backpropagate ``loss`` (scaled by ``loss_scale`` when set); tricks that add a loss call this too."""
+        (self.loss_scale(loss) if self.loss_scale is not None else loss).backward()
+
+    def exported_weights(self) -> dict[str, Tensor]:
+        """The model's weights as callbacks choose to export them (see ``Callback.export_weights``)."""
+        state = self.model.state_dict()
+        for cb in self.callbacks:
+            state = cb.export_weights(self, state)
+        return state
 
     def checkpoint(self) -> dict[str, Any]:
         """Everything needed to continue exactly: plain tensors, numbers, lists and dicts."""
@@ -279,15 +307,16 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * multiplier
         self._forward(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.loss.backward()
+        self._call("before_backward")
+        self.backward(self.loss)
         self._call("after_backward")
-        if self.clip:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.skip_step = False
         self._call("before_step")
         if not self.skip_step:
-            self.optimizer.step()
+            if self.clip:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.optimizer_step()
+            self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.batch_index += 1
         self._call("after_step")
@@ -314,7 +343,7 @@ class Trainer:
         self.batch_index = 0
         self._reset_epoch_sums()
         if improved:
-            self._save(BEST_WEIGHTS, self.model.state_dict())
+            self._save(BEST_WEIGHTS, self.exported_weights())
         self._save(LAST_CHECKPOINT, self.checkpoint())
         if self.out_dir is not None:
             write_text(self._path(LOG), "".join(json.dumps(m) + "\n" for m in self.history))

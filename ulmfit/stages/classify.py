@@ -42,6 +42,7 @@ from ..text.special import PAD_ID
 from ..text.tokenizers import load_tokenizer
 from ..text.vocab import Vocab
 from ..training import BEST_WEIGHTS, Callback, Trainer, make_optimizer
+from ..tricks import build_callbacks, parse_tricks
 from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, first_line, given_options, prepare_out,
                      preset_options, require, resolve_device, save_weights)
 from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig, check_same_tokenizer
@@ -84,6 +85,7 @@ class ClassifierConfig:
     backwards: bool = False             # read every document reversed (needs a backward encoder)
     valid_frac: float = 0.1             # held out of train (seeded) when the data has no valid split
     max_train: int | None = None        # low-shot: train on this many labelled documents (stratified)
+    tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -371,8 +373,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
           backwards: bool = ClassifierConfig.backwards, from_scratch: bool = ClassifierConfig.from_scratch,
           no_gradual_unfreezing: bool = False, no_discriminative: bool = False, schedule: str | None = None,
           lr: float | None = None, bs: int | None = None, drop_mult: float | None = None,
-          seed: int | None = None, max_train: int | None = None, resume: bool = False,
-          device: str = "auto") -> dict:
+          seed: int | None = None, max_train: int | None = None, tricks: str | Sequence[str] | None = None,
+          resume: bool = False, device: str = "auto") -> dict:
     """Train a text classifier on a fine-tuned language model's encoder (ULMFiT stage 3).
 
     Gradual unfreezing (the head alone in the first epoch, one more layer group in each next
@@ -401,6 +403,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         drop_mult: multiplier of all encoder dropouts (default: the encoder's).
         seed: random seed of initialization, dropout, data order and the held-out split.
         max_train: low-shot: train on this many labelled training documents, stratified by class.
+        tricks: training tricks with their parameters, e.g. "fgm(epsilon=0.5),ema(decay=0.999)";
+            ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
 
@@ -436,7 +440,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
                            encoder=str(encoder) if encoder else None,
                            from_scratch=from_scratch, backwards=backwards,
                            gradual_unfreezing=not (no_gradual_unfreezing or from_scratch),
-                           discriminative=not (no_discriminative or from_scratch))
+                           discriminative=not (no_discriminative or from_scratch),
+                           tricks=parse_tricks(tricks, "classifier"))
     make_schedule(cfg.schedule)  # an unknown name fails before any work
 
     train_data, valid_data = _training_data(cfg, data_dir, len(classes))
@@ -481,6 +486,7 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     callbacks: list[Callback] = [Accuracy()]
     if cfg.gradual_unfreezing:
         callbacks.append(GradualUnfreezing(groups))
+    callbacks += build_callbacks(cfg.tricks)
     trainer = Trainer(model, classification_loss, optimizer,
                       make_schedule(cfg.schedule, cut_frac=cfg.cut_frac, ratio=cfg.ratio), callbacks,
                       train_data=train_data, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,

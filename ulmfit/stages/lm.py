@@ -30,6 +30,7 @@ from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
 from ..text.corpus import available_splits, load_split
 from ..text.vocab import Vocab
 from ..training import ARTAR, LMWindows, Trainer, lm_loss, make_optimizer, perplexity
+from ..tricks import build_callbacks, parse_tricks
 from .common import (CONFIG, ENCODER, METRICS, MODEL, SPM_MODEL, TOKENIZER, VOCAB, first_line, given_options,
                      prepare_out, preset_options, require, resolve_device, save_weights)
 
@@ -62,6 +63,7 @@ class LMTrainConfig:
     cut_frac: float = default_arg(stlr, "cut_frac")
     ratio: float = default_arg(stlr, "ratio")
     disc_factor: float = 1.0            # each lower layer group's rate is divided by this
+    tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -90,7 +92,8 @@ FINETUNE_OVERRIDES: dict = {
 def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: int | None = None,
              max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
              lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
-             backwards: bool = LMTrainConfig.backwards, resume: bool = False, device: str = "auto") -> dict:
+             backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
+             tricks: str | Sequence[str] | None = None, resume: bool = False, device: str = "auto") -> dict:
     """Train a language model from scratch on a tokenized corpus (e.g. Wikipedia).
 
     Options left out take the preset's value (see ``LM_PRESETS`` in ulmfit/stages/lm.py).
@@ -108,6 +111,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
         drop_mult: multiplier of all AWD-LSTM dropout probabilities.
         seed: random seed of initialization, dropout and data order.
         backwards: train a backward model (every document reversed).
+        schedule: learning-rate schedule: one_cycle, stlr, cosine or constant.
+        tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
 
@@ -117,17 +122,19 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocab.load(data_dir)
     fields = preset_options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, bs=bs, bptt=bptt,
-                            lr=lr, seed=seed, backwards=backwards)
+                            lr=lr, seed=seed, backwards=backwards, schedule=schedule)
     model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=drop_mult)}
     cfg = LMTrainConfig(**fields, preset=preset, data=str(data_dir),
-                        model=make_config(preset, len(vocab), **model_overrides))
+                        model=make_config(preset, len(vocab), **model_overrides), tricks=parse_tricks(tricks, "lm"))
     return _train(cfg, data_dir, out_dir, vocab, initial_weights=None, resume=resume, device=device)
 
 
 def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
              max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
              lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
-             backwards: bool = LMTrainConfig.backwards, resume: bool = False, device: str = "auto") -> dict:
+             backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
+             no_discriminative: bool = False, tricks: str | Sequence[str] | None = None,
+             resume: bool = False, device: str = "auto") -> dict:
     """Fine-tune a pretrained language model on the target corpus (ULMFiT stage 2).
 
     The pretrained embedding and decoder rows are mapped onto the target vocabulary (known
@@ -148,6 +155,9 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         drop_mult: multiplier of all dropout probabilities (default: the pretrained model's).
         seed: random seed of dropout and data order.
         backwards: fine-tune a backward model; the pretrained model must be backward too.
+        schedule: learning-rate schedule: stlr (default), one_cycle, cosine or constant.
+        no_discriminative: one learning rate for all layer groups instead of dividing by 2.6 per group.
+        tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
 
@@ -160,11 +170,14 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         want, have = ("backward", "forward") if backwards else ("forward", "backward")
         raise UlmfitError(f"{pre_dir}: is a {have} language model; a {want} one needs a {want} pretrained model")
     fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs,
-                            max_steps=max_steps, bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards)
+                            max_steps=max_steps, bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards,
+                            schedule=schedule)
     fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
+    if no_discriminative:
+        fields["disc_factor"] = 1.0
     model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=drop_mult))
     cfg = LMTrainConfig(**fields, preset=pre_cfg.preset, data=str(data_dir), pretrained=str(pre_dir),
-                        model=model_cfg)
+                        model=model_cfg, tricks=parse_tricks(tricks, "lm"))
     return _train(cfg, data_dir, out_dir, vocab, initial_weights=weights, resume=resume, device=device)
 
 
@@ -305,7 +318,7 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     optimizer = make_optimizer(groups, discriminative_lrs(cfg.lr, len(groups), cfg.disc_factor),
                                cfg.optimizer, cfg.betas, cfg.wd)
     schedule = make_schedule(cfg.schedule, cut_frac=cfg.cut_frac, ratio=cfg.ratio)
-    callbacks = [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta)]
+    callbacks = [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta), *build_callbacks(cfg.tricks)]
     trainer = Trainer(model, lm_loss, optimizer, schedule, callbacks, train_data=train_stream,
                       valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
                       out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)

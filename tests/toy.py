@@ -1,0 +1,55 @@
+"""A toy classification task for trainer and trick tests: 2-D points, label = sign of x0 + x1."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ulmfit.schedules import constant
+from ulmfit.training import Trainer, make_optimizer
+
+
+class ToyBatch(NamedTuple):
+    x: torch.Tensor
+    y: torch.Tensor
+
+    @property
+    def inputs(self):
+        return (self.x,)
+
+    @property
+    def target(self):
+        return self.y
+
+    @property
+    def n_tokens(self):
+        return self.x.numel()
+
+    def to(self, device):
+        return ToyBatch(self.x.to(device), self.y.to(device))
+
+
+class Blobs:
+    """``n_batches`` fixed batches of ``bs`` points (the same every epoch)."""
+
+    def __init__(self, seed: int, n_batches: int = 8, bs: int = 32):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n_batches * bs, 2, generator=g)
+        self.y = (self.x.sum(1) > 0).long()
+        self.count, self.bs = n_batches, bs
+
+    def n_batches(self, epoch):
+        return self.count
+
+    def batches(self, epoch, start=0):
+        for i in range(start, self.count):
+            yield ToyBatch(self.x[i * self.bs:(i + 1) * self.bs], self.y[i * self.bs:(i + 1) * self.bs])
+
+
+def toy_trainer(callbacks=(), epochs=3, lr=0.1, kind="adamw", out_dir=None, **trainer_args) -> Trainer:
+    torch.manual_seed(0)
+    model = nn.Linear(2, 2)
+    opt = make_optimizer([list(model.parameters())], [lr], kind=kind)
+    return Trainer(model, nn.functional.cross_entropy, opt, constant, callbacks, train_data=Blobs(0),
+                   valid_data=Blobs(1), epochs=epochs, out_dir=out_dir, progress=False, **trainer_args)
