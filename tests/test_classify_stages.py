@@ -11,7 +11,7 @@ import torch
 from ulmfit import cli
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.stages.classify import ClassifierConfig, ensemble, evaluate, hold_out, predict, stratified_sample, train
+from ulmfit.stages.classify import ClassificationData, ClassifierConfig, ensemble, evaluate, hold_out, predict, predict_probs, stratified_sample, train
 from ulmfit.paths import data_root
 from ulmfit.stages.lm import finetune, pretrain
 from ulmfit.text.readers import read_documents
@@ -186,3 +186,32 @@ def test_tricks_are_resolved_into_the_config_and_change_the_run(trec_tok, tmp_pa
     with pytest.raises(UlmfitError, match="tricks"):
         train(data=str(trec_tok), out=str(out), from_scratch=True, preset="tiny", max_steps=3, device="cpu",
               tricks="label_smoothing(alpha=0.3)", resume=True)
+
+
+def test_max_tokens_keeps_the_first_tokens_in_training_and_prediction(trec_tok, scratch):
+    from ulmfit.stages.classify import load_classifier
+    from ulmfit.text.corpus import load_split
+    split = load_split(trec_tok, "test")
+    data = ClassificationData(split, np.arange(len(split)), bs=16, max_tokens=5)
+    batch = next(iter(data.batches()))
+    assert batch.lengths.max() == 5
+    for row, length in zip(batch.tokens, batch.lengths):
+        assert (row[length:] == 1).all()
+    docs = [split.doc(i) for i in range(40)]
+    _, _, model = load_classifier(scratch[0])
+    cut = predict_probs(model, docs, 8, False, torch.device("cpu"), max_tokens=5)
+    assert np.array_equal(cut, predict_probs(model, [d[:5] for d in docs], 8, False, torch.device("cpu")))
+    assert not np.allclose(cut, predict_probs(model, docs, 8, False, torch.device("cpu")))
+
+
+def test_head_only_leaves_the_encoder_untouched(trec_tok, encoder, tmp_path):
+    out = tmp_path / "last"
+    train(encoder=str(encoder), data=str(trec_tok), out=str(out), head_only=True, epochs=2, max_steps=6,
+          device="cpu")
+    cfg = load_config(ClassifierConfig, out / "config.json")
+    assert cfg.head_only and not cfg.gradual_unfreezing
+    trained = torch.load(out / "model.pt", weights_only=True)
+    pretrained = torch.load(encoder / "encoder.pt", weights_only=True)
+    assert all(torch.equal(trained[f"encoder.{k}"], v) for k, v in pretrained.items())
+    with pytest.raises(UlmfitError, match="head_only"):
+        train(data=str(trec_tok), out=str(tmp_path / "x"), from_scratch=True, head_only=True)

@@ -68,6 +68,7 @@ class ClassifierConfig:
     bs: int = 64
     bptt: int = 70                      # BPT3C chunk length
     max_len: int = 1400                 # last tokens of a document pooled and backpropagated through
+    max_tokens: int | None = None       # read only the first max_tokens tokens of every document
     head_hidden: int = 50
     head_dropout: float = 0.1           # before the last linear layer (the first is the encoder's output_p)
     optimizer: str = "adamw"
@@ -81,6 +82,7 @@ class ClassifierConfig:
     disc_factor: float = default_arg(discriminative_lrs, "factor")
     discriminative: bool = True         # per-group rates divided by disc_factor going down
     gradual_unfreezing: bool = True     # epoch 0 trains the head only, each epoch one group more
+    head_only: bool = False             # the encoder stays frozen throughout (the paper's "last")
     from_scratch: bool = False          # random encoder weights instead of the fine-tuned LM's
     backwards: bool = False             # read every document reversed (needs a backward encoder)
     valid_frac: float = 0.1             # held out of train (seeded) when the data has no valid split
@@ -94,6 +96,8 @@ class ClassifierConfig:
         self.betas = tuple(self.betas)
         if not 0.0 < self.valid_frac < 1.0:
             raise UlmfitError(f"valid_frac must be in (0, 1), got {self.valid_frac}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UlmfitError(f"max_tokens must be at least 1, got {self.max_tokens}")
 
 
 # Overrides of the ClassifierConfig defaults per preset; a classifier takes its encoder's preset.
@@ -140,15 +144,17 @@ class ClassificationData:
         seed: with the epoch, fixes the training order.
         shuffle: training order (sortish) instead of evaluation order (sorted).
         backwards: reverse every document (BOS included), as the backward LM read it.
+        max_tokens: keep only the first ``max_tokens`` tokens of every document (None: all).
     """
 
     def __init__(self, split: TokenizedSplit, docs: np.ndarray, bs: int, seed: int = 0,
-                 shuffle: bool = False, backwards: bool = False):
+                 shuffle: bool = False, backwards: bool = False, max_tokens: int | None = None):
         if split.labels is None:
             raise ValueError("ClassificationData needs a labelled split")
         self.split, self.docs = split, np.asarray(docs, dtype=np.int64)
-        self.lengths = np.diff(split.offsets)[self.docs]
+        self.lengths = np.minimum(np.diff(split.offsets)[self.docs], max_tokens or np.iinfo(np.int64).max)
         self.bs, self.seed, self.shuffle, self.backwards = bs, seed, shuffle, backwards
+        self.max_tokens = max_tokens
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -164,7 +170,8 @@ class ClassificationData:
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[ClassBatch]:
         for index in self._index_batches(epoch)[start:]:
             docs = self.docs[index]
-            tokens, lengths = pad_batch([self.split.doc(i) for i in docs], PAD_ID, reverse=self.backwards)
+            tokens, lengths = pad_batch([self.split.doc(i)[:self.max_tokens] for i in docs], PAD_ID,
+                                        reverse=self.backwards)
             yield ClassBatch(tokens, lengths, torch.from_numpy(np.asarray(self.split.labels[docs], dtype=np.int64)))
 
 
@@ -259,11 +266,13 @@ class GradualUnfreezing(Callback):
 
 @torch.no_grad()
 def predict_probs(model: TextClassifier, docs: Sequence[np.ndarray], bs: int, backwards: bool,
-                  device: torch.device) -> np.ndarray:
+                  device: torch.device, max_tokens: int | None = None) -> np.ndarray:
     """[N, classes] float32 class probabilities of ``docs`` in their given order.
 
-    Documents are read in length-sorted batches (little padding) and put back in order.
+    Documents are read in length-sorted batches (little padding) and put back in order; only
+    their first ``max_tokens`` tokens when given (as the classifier was trained).
     """
+    docs = [doc[:max_tokens] for doc in docs]
     if len(docs) == 0:
         return np.zeros((0, model.head[-1].out_features), dtype=np.float32)
     was_training = model.training
@@ -344,7 +353,7 @@ def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None,
     check_data_fits(model_dir, classes, data_dir)
     data = load_split(data_dir, split)
     check_labels(data, len(classes), data_dir, split)
-    probs = predict_probs(model.to(device), list(data), bs or cfg.bs, cfg.backwards, device)
+    probs = predict_probs(model.to(device), list(data), bs or cfg.bs, cfg.backwards, device, cfg.max_tokens)
     return cfg, classes, data, probs
 
 
@@ -371,7 +380,8 @@ def format_report(report: dict) -> str:
 def train(encoder: str | None = None, data: str | None = None, out: str | None = None,
           preset: str | None = None, epochs: int | None = None, max_steps: int | None = None,
           backwards: bool = ClassifierConfig.backwards, from_scratch: bool = ClassifierConfig.from_scratch,
-          no_gradual_unfreezing: bool = False, no_discriminative: bool = False, schedule: str | None = None,
+          no_gradual_unfreezing: bool = False, no_discriminative: bool = False, head_only: bool = False,
+          schedule: str | None = None, max_tokens: int | None = None,
           lr: float | None = None, bs: int | None = None, drop_mult: float | None = None,
           seed: int | None = None, max_train: int | None = None, tricks: str | Sequence[str] | None = None,
           resume: bool = False, device: str = "auto") -> dict:
@@ -397,9 +407,12 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
             at one rate (no gradual unfreezing, no discriminative rates).
         no_gradual_unfreezing: train all layers from the first epoch.
         no_discriminative: one learning rate for all layer groups.
+        head_only: train the classifier head only; the encoder stays frozen (the paper's "last").
         schedule: learning-rate schedule: stlr, cosine, constant or one_cycle.
         lr: peak learning rate of the top group.
         bs: documents per batch.
+        max_tokens: read only the first this many tokens of every document, in training and later in
+            evaluate/predict (default: all; BPT3C still bounds backpropagation to max_len).
         drop_mult: multiplier of all encoder dropouts (default: the encoder's).
         seed: random seed of initialization, dropout, data order and the held-out split.
         max_train: low-shot: train on this many labelled training documents, stratified by class.
@@ -413,6 +426,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
     """
     if not data or not out:
         raise UlmfitError("--data (a labelled tokenized folder) and --out are required")
+    if head_only and from_scratch:
+        raise UlmfitError("--head_only trains on a pretrained encoder; it cannot be combined with --from_scratch")
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocab.load(require(data_dir / VOCAB))
     classes = load_classes(data_dir)
@@ -435,11 +450,12 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
 
     fields = preset_options(CLF_PRESETS, preset, epochs=epochs, max_steps=max_steps, schedule=schedule, lr=lr,
-                            bs=bs, seed=seed, max_train=max_train)
+                            bs=bs, seed=seed, max_train=max_train, max_tokens=max_tokens)
     cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),
                            encoder=str(encoder) if encoder else None,
                            from_scratch=from_scratch, backwards=backwards,
-                           gradual_unfreezing=not (no_gradual_unfreezing or from_scratch),
+                           gradual_unfreezing=not (no_gradual_unfreezing or from_scratch or head_only),
+                           head_only=head_only,
                            discriminative=not (no_discriminative or from_scratch),
                            tricks=parse_tricks(tricks, "classifier"))
     make_schedule(cfg.schedule)  # an unknown name fails before any work
@@ -467,8 +483,9 @@ def _training_data(cfg: ClassifierConfig, data_dir: Path,
     if len(train_docs) < 2 or len(valid_docs) < 1:
         raise UlmfitError(f"{data_dir}: too few labelled documents ({len(train_docs)} to train on, "
                           f"{len(valid_docs)} to validate)")
-    return (ClassificationData(train_split, train_docs, cfg.bs, cfg.seed, shuffle=True, backwards=cfg.backwards),
-            ClassificationData(valid_split, valid_docs, cfg.bs, backwards=cfg.backwards))
+    return (ClassificationData(train_split, train_docs, cfg.bs, cfg.seed, shuffle=True, backwards=cfg.backwards,
+                               max_tokens=cfg.max_tokens),
+            ClassificationData(valid_split, valid_docs, cfg.bs, backwards=cfg.backwards, max_tokens=cfg.max_tokens))
 
 
 def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | None,
@@ -486,6 +503,8 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     callbacks: list[Callback] = [Accuracy()]
     if cfg.gradual_unfreezing:
         callbacks.append(GradualUnfreezing(groups))
+    if cfg.head_only:
+        set_trainable_groups(groups, 1)
     callbacks += build_callbacks(cfg.tricks)
     trainer = Trainer(model, classification_loss, optimizer,
                       make_schedule(cfg.schedule, cut_frac=cfg.cut_frac, ratio=cfg.ratio), callbacks,
@@ -576,7 +595,8 @@ def predict(model: str, input: str, output: str, format: str | None = None, enco
         writer = _row_writer(f, out_format, classes)
         for texts in _chunks(_input_texts(input, ReadOptions(format=format, encoding=encoding, text_field=text_field,
                                                                   doc_per=doc_per)), PREDICT_CHUNK_DOCS):
-            probs = predict_probs(clf, tokenizer.encode_docs(texts), bs or cfg.bs, cfg.backwards, dev)
+            probs = predict_probs(clf, tokenizer.encode_docs(texts), bs or cfg.bs, cfg.backwards, dev,
+                                  cfg.max_tokens)
             for row in probs:
                 writer(row)
             counts += np.bincount(probs.argmax(1), minlength=len(classes))
