@@ -6,7 +6,8 @@ import pytest
 
 from ulmfit.cli import commands, main
 
-STAGES = ["tokenize", "pretrain", "finetune", "evaluate_lm", "train", "evaluate", "predict", "ensemble", "tricks"]
+STAGES = ["tokenize", "pretrain", "finetune", "evaluate_lm", "train", "evaluate", "predict", "ensemble", "tricks",
+          "report"]
 
 
 def _ulmfit(*args):

@@ -9,6 +9,7 @@ from typing import Callable
 import fire
 
 from .errors import UlmfitError
+from .report import report
 from .stages.classify import ensemble, evaluate, predict, train
 from .stages.lm import evaluate_lm, finetune, pretrain
 from .stages.tokenize import tokenize
@@ -43,6 +44,7 @@ def commands() -> dict:
         "predict": predict,
         "ensemble": ensemble,
         "tricks": list_tricks,
+        "report": report,
     }.items()}
 
 
