@@ -43,6 +43,7 @@ from ..text.tokenizers import load_tokenizer
 from ..text.vocab import Vocab
 from ..training import BEST_WEIGHTS, Callback, Trainer, make_optimizer
 from ..tricks import build_callbacks, parse_tricks
+from ..tricks.pseudo_label import pseudo_label_accuracy, select_pseudo_labels
 from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, first_line, given_options, prepare_out,
                      preset_options, require, resolve_device, save_weights)
 from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig, check_same_tokenizer
@@ -461,9 +462,14 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
     make_schedule(cfg.schedule)  # an unknown name fails before any work
 
     train_data, valid_data = _training_data(cfg, data_dir, len(classes))
+    pool = _pseudo_label_pool(cfg, train_data, valid_data, resume)
     prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: bad data leaves no half-made folder
     save_classes(out_dir, classes)
-    return _fit(cfg, out_dir, len(classes), weights, train_data, valid_data, resume, resolve_device(device))
+    dev = resolve_device(device)
+    metrics = _fit(cfg, out_dir, len(classes), weights, train_data, valid_data, resume, dev)
+    if pool is None:
+        return metrics
+    return _pseudo_label_rounds(cfg, out_dir, len(classes), weights, train_data, valid_data, pool, metrics, dev)
 
 
 def _training_data(cfg: ClassifierConfig, data_dir: Path,
@@ -527,6 +533,61 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     write_json(out_dir / METRICS, metrics)
     return metrics
 
+
+
+# -- pseudo-labelling (the pseudo_label trick, see ulmfit.tricks.pseudo_label) --------------------
+
+def _pseudo_label_pool(cfg: ClassifierConfig, train_data: ClassificationData, valid_data: ClassificationData,
+                       resume: bool) -> np.ndarray | None:
+    """The training-split documents to pseudo-label, or None without the pseudo_label trick: those
+    neither trained nor validated on, i.e. the unlabelled ones (-1) and, with --max_train, the
+    labelled ones left out of the sample (their labels hidden)."""
+    if "pseudo_label" not in cfg.tricks:
+        return None
+    if resume:
+        raise UlmfitError("--resume: a run with the pseudo_label trick cannot be resumed; start it again")
+    used = [train_data.docs]
+    if valid_data.split is train_data.split:  # the validation documents were held out of train
+        used.append(valid_data.docs)
+    pool = np.setdiff1d(np.arange(len(train_data.split)), np.concatenate(used))
+    if len(pool) == 0:
+        raise UlmfitError(f"{cfg.data}: pseudo_label: every training document is labelled and trained on; "
+                          f"it needs unlabelled (-1) training documents or --max_train")
+    return pool
+
+
+def _pseudo_label_rounds(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | None,
+                         train_data: ClassificationData, valid_data: ClassificationData, pool: np.ndarray,
+                         metrics: dict, device: torch.device) -> dict:
+    """After the first training, each round labels ``pool`` with the latest classifier's confident
+    predictions and trains again, from the same starting weights, on the labelled and those
+    pseudo-labelled documents (validation unchanged). The last round's files are kept; metrics.json
+    adds a record per round (round 0: the first training)."""
+    params = cfg.tricks["pseudo_label"]
+    true_labels = np.asarray(train_data.split.labels)[pool]
+    rounds = [{"round": 0, "pseudo_labelled": 0, "pseudo_accuracy": None, "valid_error": metrics["best_valid_error"]}]
+    for r in range(1, params["rounds"] + 1):
+        _, _, model = load_classifier(out_dir)
+        probs = predict_probs(model.to(device), [train_data.split.doc(i) for i in pool], cfg.bs, cfg.backwards,
+                              device, cfg.max_tokens)
+        chosen, labels = select_pseudo_labels(probs, params["threshold"])
+        metrics = _fit(cfg, out_dir, n_classes, weights, _with_labels(train_data, pool[chosen], labels),
+                       valid_data, False, device)
+        rounds.append({"round": r, "pseudo_labelled": len(chosen),
+                       "pseudo_accuracy": pseudo_label_accuracy(true_labels[chosen], labels),
+                       "valid_error": metrics["best_valid_error"]})
+    metrics = {**metrics, "pseudo_label_rounds": rounds}
+    write_json(out_dir / METRICS, metrics)
+    return metrics
+
+
+def _with_labels(data: ClassificationData, docs: np.ndarray, labels: np.ndarray) -> ClassificationData:
+    """``data`` plus ``docs`` of its split trained on as ``labels`` (set in a copy of the split's labels)."""
+    split_labels = np.array(data.split.labels, dtype=np.int64)
+    split_labels[docs] = labels
+    return ClassificationData(dataclasses.replace(data.split, labels=split_labels), np.concatenate([data.docs, docs]),
+                              data.bs, data.seed, shuffle=data.shuffle, backwards=data.backwards,
+                              max_tokens=data.max_tokens)
 
 def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, device: str = "auto") -> dict:
     """Score a classifier on a labelled split: accuracy, error rate, macro-F1, per-class precision
