@@ -545,7 +545,6 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     return metrics
 
 
-
 # -- pseudo-labelling (the pseudo_label trick, see ulmfit.tricks.pseudo_label) --------------------
 
 def _pseudo_label_pool(cfg: ClassifierConfig, train_data: ClassificationData, valid_data: ClassificationData,
@@ -599,6 +598,7 @@ def _with_labels(data: ClassificationData, docs: np.ndarray, labels: np.ndarray)
     return ClassificationData(dataclasses.replace(data.split, labels=split_labels), np.concatenate([data.docs, docs]),
                               data.bs, data.seed, shuffle=data.shuffle, backwards=data.backwards,
                               max_tokens=data.max_tokens)
+
 
 def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, tta: int = 0,
              device: str = "auto") -> dict:
