@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ..classifier.head import (PoolingClassifierHead, TextClassifier, gradual_un
                                set_trainable_groups)
 from ..classifier.metrics import average_probabilities, classification_report, plot_confusion_matrix
 from ..classifier.sampling import pad_batch, sorted_batches, sortish_batches, unsort
+from ..classifier.tta import tta_neighbours, tta_probs
 from ..config import config_from_dict, load_config
 from ..errors import UlmfitError
 from ..files import atomic_path, read_json, save_npy, write_json
@@ -43,6 +45,7 @@ from ..text.tokenizers import load_tokenizer
 from ..text.vocab import Vocab
 from ..training import BEST_WEIGHTS, Callback, Trainer, make_optimizer
 from ..tricks import build_callbacks, parse_tricks
+from ..tricks.pseudo_label import pseudo_label_accuracy, select_pseudo_labels
 from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, first_line, given_options, prepare_out,
                      preset_options, require, resolve_device, save_weights)
 from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig, check_same_tokenizer
@@ -346,15 +349,24 @@ def check_data_fits(model_dir: Path, classes: list[str], data_dir: Path) -> None
                           f"{model_dir / CLASSES_FILE} {classes}")
 
 
-def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None,
-                 device: torch.device) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:
-    """Load a classifier, check it fits the data and return its probabilities on ``split``."""
+def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None, device: torch.device,
+                 tta: int = 0) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:
+    """Load a classifier, check it fits the data and return its probabilities on ``split``
+    (averaged over ``tta`` augmented copies too)."""
     cfg, classes, model = load_classifier(model_dir)
     check_data_fits(model_dir, classes, data_dir)
     data = load_split(data_dir, split)
     check_labels(data, len(classes), data_dir, split)
-    probs = predict_probs(model.to(device), list(data), bs or cfg.bs, cfg.backwards, device, cfg.max_tokens)
+    probs = _tta_predict(model.to(device), list(data), cfg, bs, device, tta, tta_neighbours(model, tta))
     return cfg, classes, data, probs
+
+
+def _tta_predict(model: TextClassifier, docs: Sequence[np.ndarray], cfg: ClassifierConfig, bs: int | None,
+                 device: torch.device, tta: int, neighbours: np.ndarray | None, first: int = 0) -> np.ndarray:
+    """Class probabilities of ``docs`` read as in training (first max_tokens tokens, then augmented),
+    averaged with ``tta`` augmented copies (see ulmfit.classifier.tta); ``first``: index of docs[0]."""
+    predict = functools.partial(predict_probs, model, bs=bs or cfg.bs, backwards=cfg.backwards, device=device)
+    return tta_probs(predict, [doc[:cfg.max_tokens] for doc in docs], tta, neighbours, first)
 
 
 def _report(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
@@ -461,9 +473,14 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
     make_schedule(cfg.schedule)  # an unknown name fails before any work
 
     train_data, valid_data = _training_data(cfg, data_dir, len(classes))
+    pool = _pseudo_label_pool(cfg, train_data, valid_data, resume)
     prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: bad data leaves no half-made folder
     save_classes(out_dir, classes)
-    return _fit(cfg, out_dir, len(classes), weights, train_data, valid_data, resume, resolve_device(device))
+    dev = resolve_device(device)
+    metrics = _fit(cfg, out_dir, len(classes), weights, train_data, valid_data, resume, dev)
+    if pool is None:
+        return metrics
+    return _pseudo_label_rounds(cfg, out_dir, len(classes), weights, train_data, valid_data, pool, metrics, dev)
 
 
 def _training_data(cfg: ClassifierConfig, data_dir: Path,
@@ -528,7 +545,63 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     return metrics
 
 
-def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, device: str = "auto") -> dict:
+# -- pseudo-labelling (the pseudo_label trick, see ulmfit.tricks.pseudo_label) --------------------
+
+def _pseudo_label_pool(cfg: ClassifierConfig, train_data: ClassificationData, valid_data: ClassificationData,
+                       resume: bool) -> np.ndarray | None:
+    """The training-split documents to pseudo-label, or None without the pseudo_label trick: those
+    neither trained nor validated on, i.e. the unlabelled ones (-1) and, with --max_train, the
+    labelled ones left out of the sample (their labels hidden)."""
+    if "pseudo_label" not in cfg.tricks:
+        return None
+    if resume:
+        raise UlmfitError("--resume: a run with the pseudo_label trick cannot be resumed; start it again")
+    used = [train_data.docs]
+    if valid_data.split is train_data.split:  # the validation documents were held out of train
+        used.append(valid_data.docs)
+    pool = np.setdiff1d(np.arange(len(train_data.split)), np.concatenate(used))
+    if len(pool) == 0:
+        raise UlmfitError(f"{cfg.data}: pseudo_label: every training document is labelled and trained on; "
+                          f"it needs unlabelled (-1) training documents or --max_train")
+    return pool
+
+
+def _pseudo_label_rounds(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | None,
+                         train_data: ClassificationData, valid_data: ClassificationData, pool: np.ndarray,
+                         metrics: dict, device: torch.device) -> dict:
+    """After the first training, each round labels ``pool`` with the latest classifier's confident
+    predictions and trains again, from the same starting weights, on the labelled and those
+    pseudo-labelled documents (validation unchanged). The last round's files are kept; metrics.json
+    adds a record per round (round 0: the first training)."""
+    params = cfg.tricks["pseudo_label"]
+    true_labels = np.asarray(train_data.split.labels)[pool]
+    rounds = [{"round": 0, "pseudo_labelled": 0, "pseudo_accuracy": None, "valid_error": metrics["best_valid_error"]}]
+    for r in range(1, params["rounds"] + 1):
+        _, _, model = load_classifier(out_dir)
+        probs = predict_probs(model.to(device), [train_data.split.doc(i) for i in pool], cfg.bs, cfg.backwards,
+                              device, cfg.max_tokens)
+        chosen, labels = select_pseudo_labels(probs, params["threshold"])
+        metrics = _fit(cfg, out_dir, n_classes, weights, _with_labels(train_data, pool[chosen], labels),
+                       valid_data, False, device)
+        rounds.append({"round": r, "pseudo_labelled": len(chosen),
+                       "pseudo_accuracy": pseudo_label_accuracy(true_labels[chosen], labels),
+                       "valid_error": metrics["best_valid_error"]})
+    metrics = {**metrics, "pseudo_label_rounds": rounds}
+    write_json(out_dir / METRICS, metrics)
+    return metrics
+
+
+def _with_labels(data: ClassificationData, docs: np.ndarray, labels: np.ndarray) -> ClassificationData:
+    """``data`` plus ``docs`` of its split trained on as ``labels`` (set in a copy of the split's labels)."""
+    split_labels = np.array(data.split.labels, dtype=np.int64)
+    split_labels[docs] = labels
+    return ClassificationData(dataclasses.replace(data.split, labels=split_labels), np.concatenate([data.docs, docs]),
+                              data.bs, data.seed, shuffle=data.shuffle, backwards=data.backwards,
+                              max_tokens=data.max_tokens)
+
+
+def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, tta: int = 0,
+             device: str = "auto") -> dict:
     """Score a classifier on a labelled split: accuracy, error rate, macro-F1, per-class precision
     and recall, confusion matrix.
 
@@ -541,14 +614,17 @@ def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, 
         data: tokenized folder with the same tokenizer, vocabulary and classes as the model's.
         split: train, valid or test.
         bs: documents per batch (default: the training batch size).
+        tta: test-time augmentation: average the probabilities of every document and of this many
+            copies of it changed by EDA operations (see ulmfit.classifier.tta; averaging forward and
+            backward classifiers is ``ulmfit ensemble``).
         device: "cpu", "cuda" or "auto" (cuda if available).
 
     Returns:
         The report, as written to eval_<split>.json.
     """
     model_dir, data_dir = Path(model), Path(data)
-    _, classes, split_data, probs = _model_probs(model_dir, data_dir, split, bs, resolve_device(device))
-    report = {"model": str(model_dir), "data": str(data_dir), "split": split,
+    _, classes, split_data, probs = _model_probs(model_dir, data_dir, split, bs, resolve_device(device), tta)
+    report = {"model": str(model_dir), "data": str(data_dir), "split": split, "tta": tta,
               **_report(np.asarray(split_data.labels), probs, classes)}
     save_npy(model_dir / f"probs_{split}.npy", probs.astype(np.float32))
     plot_confusion_matrix(np.array(report["confusion_matrix"]), classes, model_dir / f"confusion_{split}.png")
@@ -559,7 +635,7 @@ def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, 
 
 def predict(model: str, input: str, output: str, format: str | None = None, encoding: str = "utf-8",
             text_field: str = ReadOptions.text_field, doc_per: str = ReadOptions.doc_per,
-            output_format: str | None = None, bs: int | None = None, device: str = "auto") -> dict:
+            output_format: str | None = None, bs: int | None = None, tta: int = 0, device: str = "auto") -> dict:
     """Classify raw text with a trained classifier, its own tokenizer and vocabulary.
 
     The input is streamed in chunks of documents; the output has one row per document, in the
@@ -579,10 +655,11 @@ def predict(model: str, input: str, output: str, format: str | None = None, enco
         doc_per: txt: "line" (one document per line) or "file".
         output_format: "csv" or "jsonl"; default: from the output's name.
         bs: documents per batch (default: the training batch size).
+        tta: test-time augmentation with this many augmented copies of every document (see evaluate).
         device: "cpu", "cuda" or "auto" (cuda if available).
 
     Returns:
-        ``{"documents", "output", "counts"}``: how many documents went to which label.
+        ``{"documents", "output", "counts", "tta"}``: how many documents went to which label.
     """
     model_dir = Path(model)
     out_format = output_format or _output_format(output)
@@ -590,18 +667,19 @@ def predict(model: str, input: str, output: str, format: str | None = None, enco
     tokenizer = load_tokenizer(model_dir)
     dev = resolve_device(device)
     clf.to(dev)
+    neighbours = tta_neighbours(clf, tta)
     counts = np.zeros(len(classes), dtype=np.int64)
     with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         writer = _row_writer(f, out_format, classes)
         for texts in _chunks(_input_texts(input, ReadOptions(format=format, encoding=encoding, text_field=text_field,
                                                                   doc_per=doc_per)), PREDICT_CHUNK_DOCS):
-            probs = predict_probs(clf, tokenizer.encode_docs(texts), bs or cfg.bs, cfg.backwards, dev,
-                                  cfg.max_tokens)
+            probs = _tta_predict(clf, tokenizer.encode_docs(texts), cfg, bs, dev, tta, neighbours,
+                                 first=int(counts.sum()))
             for row in probs:
                 writer(row)
             counts += np.bincount(probs.argmax(1), minlength=len(classes))
     return {"documents": int(counts.sum()), "output": str(output),
-            "counts": {name: int(n) for name, n in zip(classes, counts)}}
+            "counts": {name: int(n) for name, n in zip(classes, counts)}, "tta": tta}
 
 
 def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: str | None = None,
