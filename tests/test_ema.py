@@ -7,34 +7,9 @@ from ulmfit.stages.lm import pretrain
 from ulmfit.training import BEST_WEIGHTS, LAST_CHECKPOINT, Callback
 from ulmfit.tricks.ema import EMAWeights
 
-from toy import Blobs, Crash, CrashAt, toy_trainer
+from toy import Blobs, Crash, CrashAt, WeightLog, assert_weights, differ, toy_trainer
 
 STEPS_PER_EPOCH = Blobs(0).n_batches(0)
-
-
-def snapshot(model: nn.Module) -> dict:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-class WeightLog(Callback):
-    """The model's weights at the start and after every real step, during evaluation, and after it."""
-
-    def __init__(self):
-        self.steps, self.evaluated, self.after_eval = [], [], []
-
-    def on_fit_start(self, trainer):
-        self.steps.append(snapshot(trainer.model))
-
-    def after_step(self, trainer):
-        if not trainer.skip_step:
-            self.steps.append(snapshot(trainer.model))
-
-    def after_forward(self, trainer):
-        if not trainer.training:
-            self.evaluated.append(snapshot(trainer.model))
-
-    def on_epoch_end(self, trainer):
-        self.after_eval.append(snapshot(trainer.model))
 
 
 class SkipOddSteps(Callback):
@@ -48,15 +23,6 @@ def closed_form(weights: list[dict], decay: float) -> dict:
     return {name: decay ** n * weights[0][name]
             + (1 - decay) * sum(decay ** (n - k) * weights[k][name] for k in range(1, n + 1))
             for name in weights[0]}
-
-
-def assert_weights(actual: dict, expected: dict, atol: float = 1e-6) -> None:
-    for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=atol)
-
-
-def differ(a: dict, b: dict) -> bool:
-    return any((a[name] - b[name]).abs().max() > 1e-3 for name in b)
 
 
 def test_the_shadow_is_the_closed_form_average_over_real_steps_only():

@@ -71,3 +71,39 @@ class CrashAt(Callback):
     def on_batch_start(self, trainer: Trainer) -> None:
         if trainer.training and trainer.step == self.step:
             raise Crash
+
+
+# -- for the weight-averaging tricks' tests ------------------------------------------------------
+
+def snapshot(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class WeightLog(Callback):
+    """The model's weights at the start and after every real step, during evaluation, and after it."""
+
+    def __init__(self):
+        self.steps, self.evaluated, self.after_eval = [], [], []
+
+    def on_fit_start(self, trainer):
+        self.steps.append(snapshot(trainer.model))
+
+    def after_step(self, trainer):
+        if not trainer.skip_step:
+            self.steps.append(snapshot(trainer.model))
+
+    def after_forward(self, trainer):
+        if not trainer.training:
+            self.evaluated.append(snapshot(trainer.model))
+
+    def on_epoch_end(self, trainer):
+        self.after_eval.append(snapshot(trainer.model))
+
+
+def assert_weights(actual: dict, expected: dict, atol: float = 1e-6) -> None:
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=atol)
+
+
+def differ(a: dict, b: dict) -> bool:
+    return any((a[name] - b[name]).abs().max() > 1e-3 for name in b)
