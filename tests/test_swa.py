@@ -2,8 +2,10 @@ import pytest
 import torch
 from torch import nn
 
+from ulmfit.errors import UlmfitError
 from ulmfit.stages.classify import train
 from ulmfit.training import BEST_WEIGHTS, LAST_CHECKPOINT
+from ulmfit.tricks.ema import EMAWeights
 from ulmfit.tricks.swa import SWAWeights, recompute_batchnorm
 
 from toy import Blobs, Crash, CrashAt, WeightLog, assert_weights, differ, toy_trainer
@@ -125,3 +127,8 @@ def test_the_classifier_saves_the_average_with_recomputed_statistics(trec_tok, t
         expected = state["average"].get(name, state["buffers"].get(name, last["model"][name]))
         assert torch.equal(tensor, expected)
     assert differ(model, last["model"])  # the statistics; the average of one epoch is its weights
+
+
+def test_ema_and_swa_together_are_refused():
+    with pytest.raises(UlmfitError, match="EMAWeights and SWAWeights both replace the evaluated"):
+        toy_trainer([EMAWeights(0.9), SWAWeights(0.5)]).fit()

@@ -23,6 +23,7 @@ class EMAWeights(WeightAverage):
         self.decay = decay
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        super().on_fit_start(trainer)
         if self.average is None:  # else restored from a checkpoint
             self.average = {name: p.detach().clone() for name, p in float_parameters(trainer.model).items()}
 

@@ -68,6 +68,7 @@ class SWAWeights(WeightAverage):
         self.epochs = 1
 
     def on_fit_start(self, trainer: Trainer) -> None:
+        super().on_fit_start(trainer)
         self.epochs = epochs_to_train(trainer)
 
     def after_step(self, trainer: Trainer) -> None:

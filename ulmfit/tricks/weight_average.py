@@ -9,6 +9,7 @@ from typing import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from ..errors import UlmfitError
 from ..training import Callback, Trainer
 
 
@@ -58,6 +59,12 @@ class WeightAverage(Callback):
         self.average: dict[str, Tensor] | None = None
         self.buffers: dict[str, Tensor] = {}
         self._swapped = ExitStack()
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        averaging = [type(cb).__name__ for cb in trainer.callbacks if isinstance(cb, WeightAverage)]
+        if len(averaging) > 1:  # each would swap its own weights in over the other's
+            raise UlmfitError(f"--tricks: {' and '.join(averaging)} both replace the evaluated and saved "
+                              f"weights; use one weight-averaging trick (ema or swa)")
 
     def averaged_weights(self) -> dict[str, Tensor]:
         return {**self.average, **self.buffers} if self.average is not None else {}
