@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ulmfit.schedules import constant
-from ulmfit.training import Trainer, make_optimizer
+from ulmfit.training import Callback, Trainer, make_optimizer
 
 
 class ToyBatch(NamedTuple):
@@ -47,9 +47,63 @@ class Blobs:
             yield ToyBatch(self.x[i * self.bs:(i + 1) * self.bs], self.y[i * self.bs:(i + 1) * self.bs])
 
 
-def toy_trainer(callbacks=(), epochs=3, lr=0.1, kind="adamw", out_dir=None, **trainer_args) -> Trainer:
+def toy_trainer(callbacks=(), epochs=3, lr=0.1, kind="adamw", out_dir=None, model=None, **trainer_args) -> Trainer:
+    """A trainer of ``model`` (default: a linear layer) on the blobs, seeded."""
     torch.manual_seed(0)
-    model = nn.Linear(2, 2)
+    model = model if model is not None else nn.Linear(2, 2)
     opt = make_optimizer([list(model.parameters())], [lr], kind=kind)
     return Trainer(model, nn.functional.cross_entropy, opt, constant, callbacks, train_data=Blobs(0),
                    valid_data=Blobs(1), epochs=epochs, out_dir=out_dir, progress=False, **trainer_args)
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt(Callback):
+    """Simulates a crash for resume tests: raises once the run reaches ``step`` (before that batch)."""
+
+    order = 1000  # last, so the other callbacks keep their checkpoint keys in a resumed run without it
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_batch_start(self, trainer: Trainer) -> None:
+        if trainer.training and trainer.step == self.step:
+            raise Crash
+
+
+# -- for the weight-averaging tricks' tests ------------------------------------------------------
+
+def snapshot(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class WeightLog(Callback):
+    """The model's weights at the start and after every real step, during evaluation, and after it."""
+
+    def __init__(self):
+        self.steps, self.evaluated, self.after_eval = [], [], []
+
+    def on_fit_start(self, trainer):
+        self.steps.append(snapshot(trainer.model))
+
+    def after_step(self, trainer):
+        if not trainer.skip_step:
+            self.steps.append(snapshot(trainer.model))
+
+    def after_forward(self, trainer):
+        if not trainer.training:
+            self.evaluated.append(snapshot(trainer.model))
+
+    def on_epoch_end(self, trainer):
+        self.after_eval.append(snapshot(trainer.model))
+
+
+def assert_weights(actual: dict, expected: dict, atol: float = 1e-6) -> None:
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=0, atol=atol)
+
+
+def differ(a: dict, b: dict) -> bool:
+    return any((a[name] - b[name]).abs().max() > 1e-3 for name in b)

@@ -2,7 +2,7 @@
 
 Both produce a language-model folder::
 
-    model.pt      final weights (state_dict, loads with torch.load(weights_only=True))
+    model.pt      final weights, or a trick's average (state_dict, loads with torch.load(weights_only=True))
     encoder.pt    the encoder's weights alone (keys of ulmfit.model.AWDLSTM), for the classifier
     config.json   the LMTrainConfig, with the model's AWDLSTMConfig nested under "model"
     vocab.json, tokenizer.json (+ spm.model)   copied from the tokenized data folder
@@ -324,8 +324,10 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
                       out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
     history = trainer.fit(resume=resume)
 
-    save_weights(out_dir / MODEL, model.state_dict())
-    save_weights(out_dir / ENCODER, model.encoder.state_dict())
+    weights = trainer.exported_weights()  # the final weights, or what a trick exports instead (EMA's average)
+    save_weights(out_dir / MODEL, weights)
+    save_weights(out_dir / ENCODER, {k.removeprefix("encoder."): v for k, v in weights.items()
+                                     if k.startswith("encoder.")})
     metrics = summarize(history)
     write_json(out_dir / METRICS, metrics)
     return metrics
