@@ -408,7 +408,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         no_gradual_unfreezing: train all layers from the first epoch.
         no_discriminative: one learning rate for all layer groups.
         head_only: train the classifier head only; the encoder stays frozen (the paper's "last").
-        schedule: learning-rate schedule: stlr, cosine, constant or one_cycle.
+        schedule: learning-rate schedule: stlr, cosine, constant, one_cycle, warmup_constant, warmup_linear
+            or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
         lr: peak learning rate of the top group.
         bs: documents per batch.
         max_tokens: read only the first this many tokens of every document, in training and later in

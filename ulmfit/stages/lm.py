@@ -111,7 +111,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
         drop_mult: multiplier of all AWD-LSTM dropout probabilities.
         seed: random seed of initialization, dropout and data order.
         backwards: train a backward model (every document reversed).
-        schedule: learning-rate schedule: one_cycle, stlr, cosine or constant.
+        schedule: learning-rate schedule: one_cycle, stlr, cosine, constant, warmup_constant, warmup_linear
+            or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
@@ -155,7 +156,8 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         drop_mult: multiplier of all dropout probabilities (default: the pretrained model's).
         seed: random seed of dropout and data order.
         backwards: fine-tune a backward model; the pretrained model must be backward too.
-        schedule: learning-rate schedule: stlr (default), one_cycle, cosine or constant.
+        schedule: learning-rate schedule: stlr (default), one_cycle, cosine, constant, warmup_constant,
+            warmup_linear or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
         no_discriminative: one learning rate for all layer groups instead of dividing by 2.6 per group.
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
