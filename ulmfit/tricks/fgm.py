@@ -1,0 +1,55 @@
+"""Fast Gradient Method (Miyato et al. 2017): train on the batch and on its worst case within an
+``epsilon`` step of the embedding matrix along its gradient."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..training import Callback, Trainer
+from . import trick
+from .adversarial import EmbeddingAttack, embedding_weight, unit_direction
+
+
+class FGMAttack(EmbeddingAttack):
+    """After the clean backward: add ``r = epsilon * g / ||g||`` to the embedding matrix (``g`` its
+    gradient from this batch), backpropagate the loss of the same batch again, and put the exact
+    original weights back. The step then follows clean + adversarial gradients.
+
+    Nothing happens while the embedding is frozen (gradual unfreezing) or its gradient is 0 or not
+    finite. The second forward draws new dropout masks and updates BatchNorm statistics again.
+    """
+
+    def __init__(self, epsilon: float):
+        super().__init__()
+        self.epsilon = epsilon
+
+    def after_backward(self, trainer: Trainer) -> None:
+        weight = embedding_weight(trainer.model)
+        grad = self.batch_grad(weight)
+        direction = None if grad is None else unit_direction(grad)
+        if direction is None:
+            return
+        original = weight.detach().clone()
+        try:
+            with torch.no_grad():
+                weight.add_(direction, alpha=self.epsilon)
+            self.adversarial_backward(trainer)
+        finally:
+            with torch.no_grad():
+                weight.copy_(original)
+
+
+@trick("fgm", stages=("classifier",))
+@dataclass
+class FGM:
+    """Adversarial training: also learn from the embedding matrix pushed epsilon along its gradient."""
+
+    epsilon: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.epsilon > 0:
+            raise ValueError(f"epsilon must be positive, got {self.epsilon}")
+
+    def callbacks(self) -> list[Callback]:
+        return [FGMAttack(self.epsilon)]
