@@ -30,6 +30,9 @@ def unit_direction(grad: Tensor) -> Tensor | None:
 class EmbeddingAttack(Callback):
     """Base of the attacks: run the batch again with a perturbed embedding, adding its gradients.
 
+    After the clean backward, :meth:`attack` gets the direction of this batch's embedding gradient
+    (nothing happens while the embedding is frozen, or when that gradient is 0 or not finite);
+    whatever it does to the weights, the original matrix is copied back exactly afterwards.
     It remembers two things the attack needs after the clean backward: the embedding gradient
     already accumulated before it (steps skipped by gradient accumulation), so that the attack
     follows this batch's gradient alone, and the autocast state of the clean forward, so that
@@ -48,6 +51,23 @@ class EmbeddingAttack(Callback):
     def before_backward(self, trainer: Trainer) -> None:
         grad = embedding_weight(trainer.model).grad
         self.prior_grad = None if grad is None else grad.clone()
+
+    def after_backward(self, trainer: Trainer) -> None:
+        weight = embedding_weight(trainer.model)
+        grad = self.batch_grad(weight)
+        direction = None if grad is None else unit_direction(grad)
+        if direction is None:
+            return
+        original = weight.detach().clone()
+        try:
+            self.attack(trainer, weight, original, direction)
+        finally:
+            with torch.no_grad():
+                weight.copy_(original)
+
+    def attack(self, trainer: Trainer, weight: nn.Parameter, original: Tensor, direction: Tensor) -> None:
+        """Perturb ``weight`` (equal to ``original``) and call :meth:`adversarial_backward`."""
+        raise NotImplementedError
 
     def batch_grad(self, weight: nn.Parameter) -> Tensor | None:
         """This batch's gradient of ``weight`` (None if it has none: a frozen embedding)."""

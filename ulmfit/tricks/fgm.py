@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor, nn
 
 from ..training import Callback, Trainer
 from . import trick
-from .adversarial import EmbeddingAttack, embedding_weight, unit_direction
+from .adversarial import EmbeddingAttack
 
 
 class FGMAttack(EmbeddingAttack):
@@ -17,27 +18,18 @@ class FGMAttack(EmbeddingAttack):
     original weights back. The step then follows clean + adversarial gradients.
 
     Nothing happens while the embedding is frozen (gradual unfreezing) or its gradient is 0 or not
-    finite. The second forward draws new dropout masks and updates BatchNorm statistics again.
+    finite (see :class:`EmbeddingAttack`). The second forward draws new dropout masks and updates
+    BatchNorm statistics again.
     """
 
     def __init__(self, epsilon: float):
         super().__init__()
         self.epsilon = epsilon
 
-    def after_backward(self, trainer: Trainer) -> None:
-        weight = embedding_weight(trainer.model)
-        grad = self.batch_grad(weight)
-        direction = None if grad is None else unit_direction(grad)
-        if direction is None:
-            return
-        original = weight.detach().clone()
-        try:
-            with torch.no_grad():
-                weight.add_(direction, alpha=self.epsilon)
-            self.adversarial_backward(trainer)
-        finally:
-            with torch.no_grad():
-                weight.copy_(original)
+    def attack(self, trainer: Trainer, weight: nn.Parameter, original: Tensor, direction: Tensor) -> None:
+        with torch.no_grad():
+            weight.add_(direction, alpha=self.epsilon)
+        self.adversarial_backward(trainer)
 
 
 @trick("fgm", stages=("classifier",))
