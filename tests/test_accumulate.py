@@ -10,6 +10,7 @@ from ulmfit.training import LAST_CHECKPOINT, Callback, Trainer, make_optimizer
 from ulmfit.tricks import parse_tricks
 from ulmfit.tricks.accumulate import GradientAccumulation, accumulation_group
 
+from test_training import Interrupt, InterruptAt
 from toy import Blobs
 
 
@@ -21,19 +22,6 @@ class Steps(Callback):
 
     def after_step(self, trainer):
         self.stepped.append(not trainer.skip_step)
-
-
-class Crash(Exception):
-    pass
-
-
-class CrashAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_batch_start(self, trainer):
-        if trainer.training and trainer.step == self.step:
-            raise Crash
 
 
 def blob_trainer(callbacks, n_batches, bs, epochs=1, **trainer_args):
@@ -97,8 +85,8 @@ def test_the_run_ends_with_a_step_when_max_steps_falls_inside_a_group():
 def test_resuming_inside_a_group_keeps_its_gradients(tmp_path):
     straight = blob_trainer([GradientAccumulation(3)], n_batches=8, bs=4, epochs=2)
     straight.fit()
-    with pytest.raises(Crash):   # checkpoint after every batch: the last one is after batch 4, mid-group
-        blob_trainer([GradientAccumulation(3), CrashAt(5)], n_batches=8, bs=4, epochs=2, out_dir=tmp_path,
+    with pytest.raises(Interrupt):   # checkpoint after every batch: the last one is after batch 4, mid-group
+        blob_trainer([GradientAccumulation(3), InterruptAt(5)], n_batches=8, bs=4, epochs=2, out_dir=tmp_path,
                      checkpoint_interval_s=0.0).fit()
     assert torch.load(tmp_path / LAST_CHECKPOINT, weights_only=True)["callbacks"]["0:GradientAccumulation"]
     resumed = blob_trainer([GradientAccumulation(3)], n_batches=8, bs=4, epochs=2, out_dir=tmp_path)

@@ -1,5 +1,3 @@
-from typing import NamedTuple
-
 import pytest
 import torch
 from torch import nn
@@ -11,24 +9,7 @@ from ulmfit.tricks import parse_tricks
 from ulmfit.tricks.accumulate import GradientAccumulation
 from ulmfit.tricks.lookahead import LookaheadWeights
 
-from toy import toy_trainer
-
-
-class Ones(NamedTuple):
-    x: torch.Tensor = torch.ones(4, 1)
-    y: torch.Tensor = torch.zeros(4)
-    n_tokens: int = 4
-
-    @property
-    def inputs(self):
-        return (self.x,)
-
-    @property
-    def target(self):
-        return self.y
-
-    def to(self, device):
-        return self
+from toy import ToyBatch, toy_trainer
 
 
 class OnesData:
@@ -41,7 +22,7 @@ class OnesData:
         return self.n
 
     def batches(self, epoch, start=0):
-        return (Ones() for _ in range(start, self.n))
+        return (ToyBatch(torch.ones(4, 1), torch.zeros(4)) for _ in range(start, self.n))
 
 
 class Weight(Callback):

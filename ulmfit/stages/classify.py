@@ -411,7 +411,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         head_only: train the classifier head only; the encoder stays frozen (the paper's "last").
         schedule: learning-rate schedule: stlr, cosine, constant, one_cycle, warmup_constant, warmup_linear
             or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
-        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||).
+        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
+            its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
         lr: peak learning rate of the top group.
         bs: documents per batch.
         max_tokens: read only the first this many tokens of every document, in training and later in

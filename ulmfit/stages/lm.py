@@ -115,7 +115,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
         backwards: train a backward model (every document reversed).
         schedule: learning-rate schedule: one_cycle, stlr, cosine, constant, warmup_constant, warmup_linear
             or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
-        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||).
+        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
+            its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
@@ -162,7 +163,8 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         schedule: learning-rate schedule: stlr (default), one_cycle, cosine, constant, warmup_constant,
             warmup_linear or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
         no_discriminative: one learning rate for all layer groups instead of dividing by 2.6 per group.
-        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||).
+        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
+            its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).

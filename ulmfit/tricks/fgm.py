@@ -35,7 +35,7 @@ class FGMAttack(EmbeddingAttack):
 @trick("fgm", stages=("classifier",))
 @dataclass
 class FGM:
-    """Adversarial training: also learn from the embedding matrix pushed epsilon along its gradient."""
+    """FGM adversarial training: also learn from the embedding matrix pushed epsilon along its gradient."""
 
     epsilon: float = 1.0
 

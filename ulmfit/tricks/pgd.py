@@ -54,7 +54,7 @@ class PGDAttack(EmbeddingAttack):
 @trick("pgd", stages=("classifier",))
 @dataclass
 class PGD:
-    """Adversarial training: also learn from the embedding after `steps` projected ascent steps."""
+    """PGD adversarial training: also learn from the embedding after `steps` ascent steps kept in an epsilon ball."""
 
     epsilon: float = 1.0
     alpha: float = 0.3
