@@ -56,3 +56,39 @@ def test_discriminative_lrs_divide_by_factor_going_down():
     assert discriminative_lrs(1e-3, 3, factor=1.0) == [1e-3] * 3
     assert default_arg(discriminative_lrs, "factor") == 2.6
     assert math.isclose(default_arg(stlr, "ratio"), 32)
+
+
+@pytest.mark.parametrize("name, midpoint", [("warmup_constant", 1.0), ("warmup_linear", 0.5),
+                                            ("warmup_cosine", 0.5)])
+def test_warmup_schedules_rise_linearly_then_hold_or_decay_to_zero(name, midpoint):
+    fn = make_schedule(name, cut_frac=0.2, ratio=7.0)    # ratio is stlr's: ignored
+    total = 110                                          # warm-up: steps 0..22, decay over 88 steps
+    assert fn(0, total) == 0.0
+    assert fn(11, total) == pytest.approx(0.5)
+    assert fn(22, total) == pytest.approx(1.0)
+    assert fn(22 + 44, total) == pytest.approx(midpoint)
+    assert fn(total, total) == pytest.approx(1.0 if name == "warmup_constant" else 0.0, abs=1e-12)
+    values = [fn(t, total) for t in range(total + 1)]
+    assert all(a < b for a, b in zip(values[:22], values[1:23]))
+    tail = values[22:]
+    if name == "warmup_constant":
+        assert tail == [1.0] * len(tail)
+    else:
+        assert all(a > b for a, b in zip(tail, tail[1:]))
+    if name == "warmup_cosine":  # slower than linear at first, faster later
+        assert fn(22 + 22, total) > 0.75 and fn(22 + 66, total) < 0.25
+    assert make_schedule(name)(1, 10) == pytest.approx(1.0)   # default cut_frac 0.1: one warm-up step
+    assert make_schedule(name)(0, 1) == 0.0 and make_schedule(name)(1, 1) >= 0.0
+    with pytest.raises(UlmfitError, match="cut_frac"):
+        fn.func(0, 10, cut_frac=0.0)
+
+
+def test_the_schedule_option_accepts_the_warmup_schedules(trec_tok, tmp_path):
+    from ulmfit.config import load_config
+    from ulmfit.stages.classify import ClassifierConfig, train
+    out = tmp_path / "clf"
+    train(data=str(trec_tok), out=str(out), from_scratch=True, preset="tiny", max_steps=2, device="cpu",
+          schedule="warmup_cosine")
+    assert load_config(ClassifierConfig, out / "config.json").schedule == "warmup_cosine"
+    with pytest.raises(UlmfitError, match="unknown schedule 'warmup'"):
+        train(data=str(trec_tok), out=str(tmp_path / "bad"), from_scratch=True, preset="tiny", schedule="warmup")

@@ -28,14 +28,19 @@ def stlr(step: int, total_steps: int, cut_frac: float = 0.1, ratio: float = 32.0
     good region quickly; the long decay refines it. The rate goes from ``1/ratio`` of the maximum
     up to the maximum at ``step == cut`` and back down to ``1/ratio`` at ``step == total_steps``.
     """
-    if not 0.0 < cut_frac < 1.0:
-        raise UlmfitError(f"stlr: cut_frac must be in (0, 1), got {cut_frac}")
-    cut = max(1, math.floor(total_steps * cut_frac))  # at least one warm-up step for tiny runs
+    cut = _warmup_steps(total_steps, cut_frac, "stlr")
     if step < cut:
         p = step / cut
     else:
         p = 1.0 - (step - cut) / (cut * (1.0 / cut_frac - 1.0))
     return (1.0 + max(p, 0.0) * (ratio - 1.0)) / ratio
+
+
+def _warmup_steps(total_steps: int, cut_frac: float, name: str) -> int:
+    """``floor(total_steps * cut_frac)`` rising steps, at least one so that tiny runs warm up too."""
+    if not 0.0 < cut_frac < 1.0:
+        raise UlmfitError(f"{name}: cut_frac must be in (0, 1), got {cut_frac}")
+    return max(1, math.floor(total_steps * cut_frac))
 
 
 def _cosine_between(start: float, end: float, fraction: float) -> float:
@@ -58,11 +63,41 @@ def one_cycle(step: int, total_steps: int, pct_start: float = 0.25, div: float =
     return _cosine_between(1.0, 1.0 / div_final, (step - warm) / max(total_steps - warm, 1))
 
 
+def _warmup_then(decay: Callable[[float], float], step: int, total_steps: int, cut_frac: float,
+                 name: str) -> float:
+    """A linear rise from 0 to 1 over the first ``cut_frac`` of the steps, then ``decay(p)`` for
+    the fraction ``p`` (0 to 1) of the remaining steps done."""
+    cut = _warmup_steps(total_steps, cut_frac, name)
+    if step < cut:
+        return step / cut
+    return decay(min((step - cut) / max(total_steps - cut, 1), 1.0))
+
+
+def warmup_constant(step: int, total_steps: int, cut_frac: float = 0.1) -> float:
+    """Linear warm-up over the first ``cut_frac`` of the steps, then the base rate: large-batch or
+    adaptive optimizers (LAMB) are unstable with their full rate on untrained statistics."""
+    return _warmup_then(lambda p: 1.0, step, total_steps, cut_frac, "warmup_constant")
+
+
+def warmup_linear(step: int, total_steps: int, cut_frac: float = 0.1) -> float:
+    """Linear warm-up over the first ``cut_frac`` of the steps, then linear decay to 0 at the end
+    (BERT's schedule)."""
+    return _warmup_then(lambda p: 1.0 - p, step, total_steps, cut_frac, "warmup_linear")
+
+
+def warmup_cosine(step: int, total_steps: int, cut_frac: float = 0.1) -> float:
+    """Linear warm-up over the first ``cut_frac`` of the steps, then half a cosine down to 0."""
+    return _warmup_then(lambda p: _cosine_between(1.0, 0.0, p), step, total_steps, cut_frac, "warmup_cosine")
+
+
 SCHEDULES: dict[str, Callable[..., float]] = {
     "constant": constant,
     "stlr": stlr,
     "cosine": cosine,
     "one_cycle": one_cycle,
+    "warmup_constant": warmup_constant,
+    "warmup_linear": warmup_linear,
+    "warmup_cosine": warmup_cosine,
 }
 
 
@@ -75,7 +110,8 @@ def make_schedule(name: str, **options: float) -> Schedule:
     """The schedule called ``name`` with those ``options`` it accepts (others are ignored).
 
     Passing every schedule option of a config and letting each schedule pick its own keeps the
-    config flat (``cut_frac`` and ``ratio`` only matter for ``stlr``).
+    config flat (``cut_frac`` only matters for ``stlr`` and the ``warmup_*`` schedules, ``ratio``
+    only for ``stlr``).
     """
     try:
         fn = SCHEDULES[name]

@@ -42,6 +42,7 @@ from .errors import UlmfitError
 from .files import atomic_path, write_text
 from .progress import progress_bar
 from .model.awd_lstm import ar_tar_penalty, detach_state
+from .optim import Lamb
 from .schedules import Schedule
 
 LAST_CHECKPOINT = "last.pt"   # full training state, for resume
@@ -96,20 +97,30 @@ class Callback:
     def load_state_dict(self, state: dict) -> None: ...
 
 
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "lamb": Lamb}
+
+
+def optimizer_class(kind: str) -> type[torch.optim.Optimizer]:
+    """The optimizer called ``kind`` (configs check theirs early, before any work)."""
+    if kind not in OPTIMIZERS:
+        raise UlmfitError(f"unknown optimizer {kind!r} (--optimizer); choose one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[kind]
+
+
 def make_optimizer(groups: Sequence[Sequence[nn.Parameter]], lrs: Sequence[float], kind: str = "adamw",
                    betas: tuple[float, float] = (0.9, 0.99), wd: float = 0.0) -> torch.optim.Optimizer:
-    """Adam or AdamW with one parameter group per layer group, each with its own base rate.
+    """Adam, AdamW or LAMB with one parameter group per layer group, each with its own base rate.
 
     ``base_lr`` is stored in every group; the trainer sets ``lr = base_lr * schedule(step)``.
-    AdamW decouples weight decay from the adaptive step; Adam adds it to the gradient.
+    AdamW decouples weight decay from the adaptive step; Adam adds it to the gradient; LAMB
+    decouples it too and scales each tensor's step by its trust ratio (:mod:`ulmfit.optim`).
     """
-    classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-    if kind not in classes:
-        raise UlmfitError(f"unknown optimizer {kind!r}; choose one of {sorted(classes)}")
+    cls = optimizer_class(kind)
     if len(groups) != len(lrs):
         raise ValueError(f"{len(groups)} parameter groups but {len(lrs)} learning rates")
     param_groups = [{"params": list(g), "lr": lr, "base_lr": lr} for g, lr in zip(groups, lrs)]
-    return classes[kind](param_groups, betas=tuple(betas), weight_decay=wd)
+    return cls(param_groups, betas=tuple(betas), weight_decay=wd)
 
 
 def perplexity(loss: float) -> float:

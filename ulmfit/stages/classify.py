@@ -43,7 +43,7 @@ from ..text.readers import DocumentSource, ReadOptions
 from ..text.special import PAD_ID
 from ..text.tokenizers import load_tokenizer
 from ..text.vocab import Vocab
-from ..training import BEST_WEIGHTS, Callback, Trainer, make_optimizer
+from ..training import BEST_WEIGHTS, Callback, Trainer, make_optimizer, optimizer_class
 from ..tricks import build_callbacks, parse_tricks
 from ..tricks.pseudo_label import pseudo_label_accuracy, select_pseudo_labels
 from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, first_line, given_options, prepare_out,
@@ -101,6 +101,7 @@ class ClassifierConfig:
             raise UlmfitError(f"valid_frac must be in (0, 1), got {self.valid_frac}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise UlmfitError(f"max_tokens must be at least 1, got {self.max_tokens}")
+        optimizer_class(self.optimizer)
 
 
 # Overrides of the ClassifierConfig defaults per preset; a classifier takes its encoder's preset.
@@ -393,7 +394,7 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
           preset: str | None = None, epochs: int | None = None, max_steps: int | None = None,
           backwards: bool = ClassifierConfig.backwards, from_scratch: bool = ClassifierConfig.from_scratch,
           no_gradual_unfreezing: bool = False, no_discriminative: bool = False, head_only: bool = False,
-          schedule: str | None = None, max_tokens: int | None = None,
+          schedule: str | None = None, max_tokens: int | None = None, optimizer: str | None = None,
           lr: float | None = None, bs: int | None = None, drop_mult: float | None = None,
           seed: int | None = None, max_train: int | None = None, tricks: str | Sequence[str] | None = None,
           resume: bool = False, device: str = "auto") -> dict:
@@ -420,7 +421,10 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         no_gradual_unfreezing: train all layers from the first epoch.
         no_discriminative: one learning rate for all layer groups.
         head_only: train the classifier head only; the encoder stays frozen (the paper's "last").
-        schedule: learning-rate schedule: stlr, cosine, constant or one_cycle.
+        schedule: learning-rate schedule: stlr, cosine, constant, one_cycle, warmup_constant, warmup_linear
+            or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
+        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
+            its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
         lr: peak learning rate of the top group.
         bs: documents per batch.
         max_tokens: read only the first this many tokens of every document, in training and later in
@@ -462,7 +466,7 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
 
     fields = preset_options(CLF_PRESETS, preset, epochs=epochs, max_steps=max_steps, schedule=schedule, lr=lr,
-                            bs=bs, seed=seed, max_train=max_train, max_tokens=max_tokens)
+                            optimizer=optimizer, bs=bs, seed=seed, max_train=max_train, max_tokens=max_tokens)
     cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),
                            encoder=str(encoder) if encoder else None,
                            from_scratch=from_scratch, backwards=backwards,

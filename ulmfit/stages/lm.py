@@ -29,7 +29,7 @@ from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
 from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
 from ..text.corpus import available_splits, load_split
 from ..text.vocab import Vocab
-from ..training import ARTAR, LMWindows, Trainer, lm_loss, make_optimizer, perplexity
+from ..training import ARTAR, LMWindows, Trainer, lm_loss, make_optimizer, optimizer_class, perplexity
 from ..tricks import build_callbacks, parse_tricks
 from .common import (CONFIG, ENCODER, METRICS, MODEL, SPM_MODEL, TOKENIZER, VOCAB, first_line, given_options,
                      prepare_out, preset_options, require, resolve_device, save_weights)
@@ -70,6 +70,7 @@ class LMTrainConfig:
         if isinstance(self.model, dict):  # loaded from JSON
             self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
         self.betas = tuple(self.betas)
+        optimizer_class(self.optimizer)
 
 
 # Training-side overrides of the LMTrainConfig defaults per preset (the model preset of the same
@@ -93,7 +94,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
              max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
              lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
              backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
-             tricks: str | Sequence[str] | None = None, resume: bool = False, device: str = "auto") -> dict:
+             optimizer: str | None = None, tricks: str | Sequence[str] | None = None, resume: bool = False,
+             device: str = "auto") -> dict:
     """Train a language model from scratch on a tokenized corpus (e.g. Wikipedia).
 
     Options left out take the preset's value (see ``LM_PRESETS`` in ulmfit/stages/lm.py).
@@ -111,7 +113,10 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
         drop_mult: multiplier of all AWD-LSTM dropout probabilities.
         seed: random seed of initialization, dropout and data order.
         backwards: train a backward model (every document reversed).
-        schedule: learning-rate schedule: one_cycle, stlr, cosine or constant.
+        schedule: learning-rate schedule: one_cycle, stlr, cosine, constant, warmup_constant, warmup_linear
+            or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
+        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
+            its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
@@ -122,7 +127,7 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocab.load(data_dir)
     fields = preset_options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, bs=bs, bptt=bptt,
-                            lr=lr, seed=seed, backwards=backwards, schedule=schedule)
+                            lr=lr, seed=seed, backwards=backwards, schedule=schedule, optimizer=optimizer)
     model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=drop_mult)}
     cfg = LMTrainConfig(**fields, preset=preset, data=str(data_dir),
                         model=make_config(preset, len(vocab), **model_overrides), tricks=parse_tricks(tricks, "lm"))
@@ -133,8 +138,8 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
              max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
              lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
              backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
-             no_discriminative: bool = False, tricks: str | Sequence[str] | None = None,
-             resume: bool = False, device: str = "auto") -> dict:
+             optimizer: str | None = None, no_discriminative: bool = False,
+             tricks: str | Sequence[str] | None = None, resume: bool = False, device: str = "auto") -> dict:
     """Fine-tune a pretrained language model on the target corpus (ULMFiT stage 2).
 
     The pretrained embedding and decoder rows are mapped onto the target vocabulary (known
@@ -155,8 +160,11 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         drop_mult: multiplier of all dropout probabilities (default: the pretrained model's).
         seed: random seed of dropout and data order.
         backwards: fine-tune a backward model; the pretrained model must be backward too.
-        schedule: learning-rate schedule: stlr (default), one_cycle, cosine or constant.
+        schedule: learning-rate schedule: stlr (default), one_cycle, cosine, constant, warmup_constant,
+            warmup_linear or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
         no_discriminative: one learning rate for all layer groups instead of dividing by 2.6 per group.
+        optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
+            its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
@@ -171,7 +179,7 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         raise UlmfitError(f"{pre_dir}: is a {have} language model; a {want} one needs a {want} pretrained model")
     fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs,
                             max_steps=max_steps, bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards,
-                            schedule=schedule)
+                            schedule=schedule, optimizer=optimizer)
     fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
     if no_discriminative:
         fields["disc_factor"] = 1.0
