@@ -36,7 +36,7 @@ TOK=$RUNS/trec/tok
 LM=$RUNS/trec/lm_fwd
 WIKI_LM=$RUNS/wiki/lm
 OUT=$RUNS/ablations/trec6
-steps=$([ -n "${MAX_STEPS:-}" ] && echo "--max_steps $MAX_STEPS" || true)
+steps=$(opt max_steps "${MAX_STEPS:-}")
 for needed in "$TOK" "$LM"; do
     done_ "$needed" || { echo "$needed: not found; run scripts/trec6.sh with the same PRESET and RUNS first" >&2; exit 2; }
 done

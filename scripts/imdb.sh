@@ -3,11 +3,12 @@
 # fine-tuned on the reviews (labelled and unlabelled), the classifier trained and evaluated on the
 # test reviews, forward and backward, then the ensemble of both directions. Each stage is skipped
 # when its output has metrics.json, and an interrupted one resumes.
-#   PRESET=cpu (default): a subset that runs in about an hour on 2 CPU cores once the Wikipedia LMs
-#          exist: IMDB_DOCS=2000 reviews of each of train and test (half positive, half negative)
-#          and IMDB_DOCS unlabelled ones, taken evenly over the sorted file names of the archive and
-#          extracted to $RUNS/imdb/subset<IMDB_DOCS>; the classifier reads the first IMDB_TOKENS=400
-#          tokens of each review.
+#   PRESET=cpu (default): a subset sized to run in about an hour on 2 CPU cores once the Wikipedia
+#          LMs exist (an estimate from the stages' throughput): IMDB_DOCS=2000 reviews of each of
+#          train and test (half positive, half negative) and IMDB_DOCS unlabelled ones, taken evenly
+#          over the sorted file names and extracted to $RUNS/imdb/subset<IMDB_DOCS> (tokenize
+#          --max_docs would read one class only: the archive holds each class in one block); the
+#          classifier reads the first IMDB_TOKENS=400 tokens of each review.
 #   PRESET=paper: all of it (25,000 train, 50,000 unlabelled, 25,000 test reviews, whole), read
 #          straight from the archive (ARCHIVE:FOLDER); so does IMDB_DOCS=all with any preset.
 #   PRESET=tiny: IMDB_DOCS=40 and tiny models, for checks.
