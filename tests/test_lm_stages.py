@@ -153,6 +153,12 @@ def test_finetune_of_zero_epochs_keeps_the_mapped_pretrained_model(pretrained, t
         pretrain(str(target_tok), str(tmp_path / "empty"), preset="tiny", epochs=0, device="cpu")
 
 
+def test_finetune_max_train_needs_labelled_data(pretrained, target_tok, tmp_path):
+    with pytest.raises(UlmfitError, match="classes.json: file not found; --max_train needs labelled data"):
+        finetune(str(pretrained[0]), str(target_tok), str(tmp_path / "ft"), max_train=10, device="cpu")
+    assert not (tmp_path / "ft").exists()  # refused before writing anything
+
+
 def test_without_a_valid_split_every_tenth_training_document_validates(pretrained, target_tok, tmp_path):
     assert held_out_docs(25, valid=True).tolist() == [9, 19]
     assert len(held_out_docs(25, valid=False)) == 23

@@ -21,13 +21,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..classifier.selection import labelled_docs
 from ..config import config_from_dict, load_config
 from ..errors import UlmfitError
 from ..files import read_json, write_json
 from ..lm_data import LMStream
 from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
 from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
-from ..classifier.selection import labelled_docs
 from ..text.corpus import CLASSES_FILE, TokenizedSplit, available_splits, load_classes, load_split
 from ..text.vocab import Vocab
 from ..training import ARTAR, LMWindows, Trainer, lm_loss, make_optimizer, perplexity
