@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from ulmfit import cli
+from ulmfit.classifier.selection import hold_out, stratified_sample
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.stages.classify import ClassificationData, ClassifierConfig, ensemble, evaluate, hold_out, predict, predict_probs, stratified_sample, train
+from ulmfit.stages.classify import (ClassificationData, ClassifierConfig, _training_data, ensemble, evaluate, predict,
+                                    predict_probs, train)
 from ulmfit.paths import data_root
-from ulmfit.stages.lm import finetune, pretrain
+from ulmfit.stages.lm import LMTrainConfig, _stream, finetune, pretrain
 from ulmfit.text.readers import read_documents
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def test_from_scratch_on_real_trec_beats_the_majority_class_and_evaluate_writes_
     assert report["accuracy"] > majority + 0.35, report["accuracy"]
     assert report["error_rate"] == pytest.approx(1 - report["accuracy"])
     assert metrics["train_docs"] + metrics["valid_docs"] == 5452 and metrics["valid_docs"] == 545
+    assert 50 < metrics["peak_rss_mb"] < 64 * 1024  # MiB: a torch process needs more than 50
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in log] == list(range(1, 7)) and metrics["best_valid_error"] == min(
         m["valid_error"] for m in log)
@@ -117,6 +120,21 @@ def test_encoder_path_freezes_all_but_the_head_in_the_first_epoch(encoder, trec_
     groups = torch.load(tmp_path / "three" / "last.pt", weights_only=True)["optimizer"]["param_groups"]
     base = [g["base_lr"] for g in groups]
     assert base[-1] == pytest.approx(cfg.lr) and np.allclose(np.array(base[1:]) / base[:-1], 2.6)
+
+
+def test_finetune_max_train_reads_the_documents_the_classifier_of_the_same_seed_trains_on(encoder, trec_tok,
+                                                                                           tmp_path):
+    for seed in (0, 3):
+        clf_train, clf_valid = _training_data(ClassifierConfig(max_train=60, seed=seed), trec_tok, 6)
+        lm_cfg = LMTrainConfig(max_train=60, seed=seed, bs=4, bptt=10)
+        assert np.array_equal(_stream(lm_cfg, trec_tok, "train", shuffle=True).docs, clf_train.docs)
+        assert np.array_equal(_stream(lm_cfg, trec_tok, "valid", shuffle=False).docs, clf_valid.docs)
+    assert len(clf_train.docs) == 60 and not np.array_equal(
+        _training_data(ClassifierConfig(max_train=60, seed=0), trec_tok, 6)[0].docs, clf_train.docs)
+    metrics = finetune(str(encoder.parent / "pre"), str(trec_tok), str(tmp_path / "lm"), max_train=60, seed=3,
+                       bs=4, device="cpu")
+    assert load_config(LMTrainConfig, tmp_path / "lm" / "config.json").max_train == 60
+    assert metrics["steps"] >= 1 and np.isfinite(metrics["final_valid_loss"])
 
 
 def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(scratch, trec_tok, tmp_path):

@@ -136,6 +136,29 @@ def test_finetune_maps_the_vocabulary_and_trains_with_stlr(pretrained, target_to
     assert torch.allclose(new_emb[target_itos.index("brandnewword")], old_emb.mean(0), atol=1e-6)
 
 
+def test_finetune_of_zero_epochs_keeps_the_mapped_pretrained_model(pretrained, target_tok, tmp_path):
+    pre, _ = pretrained
+    metrics = finetune(str(pre), str(target_tok), str(tmp_path / "none"), epochs=0, device="cpu")
+    old_itos = json.loads((pre / "vocab.json").read_text())
+    new_itos = json.loads((target_tok / "vocab.json").read_text())
+    mapped = map_lm_vocab(torch.load(pre / "model.pt", weights_only=True), old_itos, new_itos)
+    saved = torch.load(tmp_path / "none" / "model.pt", weights_only=True)
+    assert saved.keys() == mapped.keys() and all(torch.equal(saved[k], mapped[k]) for k in mapped)
+    encoder = torch.load(tmp_path / "none" / "encoder.pt", weights_only=True)
+    assert torch.equal(encoder["embedding.weight"], mapped["encoder.embedding.weight"])
+    assert metrics["steps"] == 0 and metrics["epochs"] == 0
+    assert metrics["final_valid_loss"] == pytest.approx(
+        evaluate_lm(str(tmp_path / "none"), str(target_tok), "valid", device="cpu")["loss"], rel=1e-6)
+    with pytest.raises(UlmfitError, match="no epoch"):  # pretraining nothing stays an error
+        pretrain(str(target_tok), str(tmp_path / "empty"), preset="tiny", epochs=0, device="cpu")
+
+
+def test_finetune_max_train_needs_labelled_data(pretrained, target_tok, tmp_path):
+    with pytest.raises(UlmfitError, match="classes.json: file not found; --max_train needs labelled data"):
+        finetune(str(pretrained[0]), str(target_tok), str(tmp_path / "ft"), max_train=10, device="cpu")
+    assert not (tmp_path / "ft").exists()  # refused before writing anything
+
+
 def test_without_a_valid_split_every_tenth_training_document_validates(pretrained, target_tok, tmp_path):
     assert held_out_docs(25, valid=True).tolist() == [9, 19]
     assert len(held_out_docs(25, valid=False)) == 23

@@ -1,3 +1,4 @@
+"""The recipes in scripts/ on the tiny preset with a few steps: folders, skipping on a rerun."""
 import json
 import os
 import subprocess
@@ -8,19 +9,108 @@ import pytest
 from ulmfit.paths import REPO_ROOT, data_root
 
 
+def run_script(name: str, runs: Path, **settings: str) -> subprocess.CompletedProcess:
+    """Run scripts/<name> on the tiny preset into ``runs``; it must succeed.
+
+    This checkout's package goes first on PYTHONPATH, so the ``ulmfit`` console script (which may
+    be installed from another checkout) runs this code.
+    """
+    env = {**os.environ, "PRESET": "tiny", "RUNS": str(runs), "OMP_NUM_THREADS": "1",
+           "ULMFIT_DATA": str(data_root()), "PYTHONPATH": os.pathsep.join(
+               p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p), **settings}
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / name)], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def trec6(tmp_path_factory):
+    """The outputs of scripts/trec6.sh (tiny, 8 steps per stage), which the other recipes start from."""
+    if not (data_root() / "trec").exists() or not (data_root() / "wikipedia").exists():
+        pytest.skip("TREC or Wikipedia data not found under the data root")
+    runs = tmp_path_factory.mktemp("runs")
+    return runs, run_script("trec6.sh", runs, MAX_STEPS="8")
+
+
 @pytest.mark.slow
-def test_trec6_recipe_runs_end_to_end_on_the_tiny_preset(tmp_path):
-    if not (data_root() / "trec").exists():
-        pytest.skip("TREC data not found under the data root")
-    env = {**os.environ, "PRESET": "tiny", "MAX_STEPS": "8", "RUNS": str(tmp_path), "OMP_NUM_THREADS": "1",
-           "ULMFIT_DATA": str(data_root())}
-    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "trec6.sh")], env=env, capture_output=True,
-                            text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(Path(tmp_path, "trec", "ensemble_test.json").read_text())
+def test_trec6_recipe_runs_end_to_end_on_the_tiny_preset(trec6):
+    runs, _ = trec6
+    report = read(runs / "trec" / "ensemble_test.json")
     assert [m["backwards"] for m in report["models"]] == [False, True]
     assert report["ensemble"]["n"] == 500
+    for lm in ("lm_fwd", "lm_bwd"):  # pretrained by scripts/pretrain_wiki.sh
+        assert read(runs / "wiki" / lm / "metrics.json")["steps"] == 8
     # a rerun skips every finished stage
-    again = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "trec6.sh")], env=env, capture_output=True,
-                           text=True, timeout=600)
-    assert again.returncode == 0 and "epoch 1" not in again.stderr
+    again = run_script("trec6.sh", runs, MAX_STEPS="8")
+    assert "epoch 1" not in again.stderr and "==" not in again.stderr
+
+
+@pytest.mark.slow
+def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(trec6):
+    runs, _ = trec6
+    settings = {"SEEDS": "0", "MAX_STEPS": "4", "LOWSHOT": "100",
+                "TABLES": "pretraining lm_finetune direction lowshot"}
+    result = run_script("ablate.sh", runs, **settings)
+    out = runs / "ablations" / "trec6"
+    rows = {"pretraining": ["01-none", "02-wiki"],
+            "lm_finetune": ["01-none", "02-full", "03-full+discr", "04-full+discr+stlr"],
+            "direction": ["01-fwd", "02-bwd", "03-ensemble"],
+            "lowshot": ["01-ulmfit-n100", "02-semisup-n100", "03-scratch-n100"]}
+    for table, names in rows.items():
+        assert sorted(p.name for p in (out / table).iterdir()) == names
+        for name in names:
+            run = out / table / name / "seed0"
+            assert 0 <= read(run / "eval_test.json")["error_rate"] <= 1 and (run / "metrics.json").exists()
+    assert f"results: {out}" in result.stdout
+
+    def lm_of(table: str, row: str) -> dict:
+        return read(Path(read(out / table / row / "seed0" / "config.json")["encoder"]) / "config.json")
+
+    assert lm_of("pretraining", "01-none")["pretrained"] is None
+    assert read(out / "lms" / "not-finetuned" / "metrics.json")["steps"] == 0
+    assert (lm_of("lm_finetune", "02-full")["disc_factor"], lm_of("lm_finetune", "02-full")["schedule"]) == (
+        1.0, "constant")
+    assert lm_of("direction", "02-bwd")["backwards"]
+    ensemble = read(out / "direction" / "03-ensemble" / "seed0" / "ensemble_test.json")
+    assert [m["backwards"] for m in ensemble["models"]] == [False, True]
+    assert lm_of("lowshot", "01-ulmfit-n100")["max_train"] == 100
+    assert lm_of("lowshot", "02-semisup-n100")["max_train"] is None
+    assert read(out / "lowshot" / "03-scratch-n100" / "seed0" / "metrics.json")["train_docs"] == 100
+
+    again = run_script("ablate.sh", runs, **settings)
+    assert "==" not in again.stderr
+
+
+@pytest.mark.slow
+def test_tricks_table_has_a_baseline_and_a_row_per_trick_with_peak_memory(trec6):
+    runs, _ = trec6
+    run_script("tricks.sh", runs, SEEDS="0", MAX_STEPS="4", TRICKS="label_smoothing(alpha=0.2)")
+    out = runs / "ablations" / "trec6" / "tricks"
+    assert sorted(p.name for p in out.iterdir()) == ["00-baseline", "01-label_smoothing_alpha=0.2"]
+    assert read(out / "01-label_smoothing_alpha=0.2" / "seed0" / "config.json")["tricks"] == {
+        "label_smoothing": {"alpha": 0.2}}
+    assert read(out / "00-baseline" / "seed0" / "config.json")["tricks"] == {}
+    assert read(out / "00-baseline" / "seed0" / "metrics.json")["peak_rss_mb"] > 50
+    assert (out / "00-baseline" / "seed0" / "eval_test.json").exists()
+
+
+@pytest.mark.slow
+def test_imdb_recipe_runs_on_a_balanced_subset(trec6):
+    if not (data_root() / "imdb" / "aclImdb_v1.tar.xz").exists():
+        pytest.skip("IMDb archive not found under the data root")
+    runs, _ = trec6
+    run_script("imdb.sh", runs, IMDB_DOCS="20", DIRECTIONS="fwd", MAX_STEPS="4")
+    subset = runs / "imdb" / "subset20" / "aclImdb"
+    counts = {f"{split}/{c}": len(list((subset / split / c).iterdir()))
+              for split, classes in (("train", ("pos", "neg", "unsup")), ("test", ("pos", "neg"))) for c in classes}
+    assert counts == {"train/pos": 10, "train/neg": 10, "train/unsup": 20, "test/pos": 10, "test/neg": 10}
+    tokenized = read(runs / "imdb" / "tok" / "metrics.json")
+    assert tokenized["classes"] == 2 and tokenized["splits"]["train"]["docs"] == 40
+    report = read(runs / "imdb" / "clf_fwd" / "eval_test.json")
+    assert report["n"] == 20 and report["unlabelled"] == 0
+    assert read(runs / "imdb" / "clf_fwd" / "config.json")["max_tokens"] == 400

@@ -7,7 +7,7 @@
     vocab.json, tokenizer.json (+ spm.model)   copied from the tokenized data folder
     classes.json  class names, index = label id
     log.jsonl     one line of metrics per epoch (valid loss, accuracy, error, trainable groups)
-    metrics.json  best and final validation error and accuracy, time
+    metrics.json  best and final validation error and accuracy, time, peak memory (peak_rss_mb)
     best.pt, last.pt   the trainer's best weights and full state (for --resume)
 
 ``evaluate`` adds ``eval_<split>.json``, ``confusion_<split>.png`` and ``probs_<split>.npy``.
@@ -32,13 +32,13 @@ from ..classifier.head import (PoolingClassifierHead, TextClassifier, gradual_un
 from ..classifier.metrics import average_probabilities, classification_report, plot_confusion_matrix
 from ..classifier.sampling import pad_batch, sorted_batches, sortish_batches, unsort
 from ..classifier.tta import tta_neighbours, tta_probs
+from ..classifier.selection import VALID_FRAC, check_labels, labelled_docs
 from ..config import config_from_dict, load_config
 from ..errors import UlmfitError
 from ..files import atomic_path, read_json, save_npy, write_json
 from ..model.awd_lstm import AWDLSTM, AWDLSTMConfig, make_config
 from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
-from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, available_splits, labels_path, load_classes, \
-    load_split, save_classes
+from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split, save_classes
 from ..text.readers import DocumentSource, ReadOptions
 from ..text.special import PAD_ID
 from ..text.tokenizers import load_tokenizer
@@ -46,7 +46,7 @@ from ..text.vocab import Vocab
 from ..training import BEST_WEIGHTS, Callback, Trainer, make_optimizer, optimizer_class
 from ..tricks import build_callbacks, parse_tricks
 from ..tricks.pseudo_label import pseudo_label_accuracy, select_pseudo_labels
-from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, first_line, given_options, prepare_out,
+from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, first_line, given_options, peak_rss_mb, prepare_out,
                      preset_options, require, resolve_device, save_weights)
 from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig, check_same_tokenizer
 
@@ -88,7 +88,7 @@ class ClassifierConfig:
     head_only: bool = False             # the encoder stays frozen throughout (the paper's "last")
     from_scratch: bool = False          # random encoder weights instead of the fine-tuned LM's
     backwards: bool = False             # read every document reversed (needs a backward encoder)
-    valid_frac: float = 0.1             # held out of train (seeded) when the data has no valid split
+    valid_frac: float = VALID_FRAC      # held out of train (seeded) when the data has no valid split
     max_train: int | None = None        # low-shot: train on this many labelled documents (stratified)
     tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
     seed: int = 0
@@ -177,43 +177,6 @@ class ClassificationData:
             tokens, lengths = pad_batch([self.split.doc(i)[:self.max_tokens] for i in docs], PAD_ID,
                                         reverse=self.backwards)
             yield ClassBatch(tokens, lengths, torch.from_numpy(np.asarray(self.split.labels[docs], dtype=np.int64)))
-
-
-def hold_out(labels: np.ndarray, valid_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, valid) indices of the labelled documents: a seeded ``valid_frac`` validates."""
-    labelled = np.flatnonzero(labels != UNLABELLED)
-    shuffled = np.random.default_rng([seed, 0]).permutation(labelled)
-    n_valid = max(1, round(valid_frac * len(labelled)))
-    return np.sort(shuffled[n_valid:]), np.sort(shuffled[:n_valid])
-
-
-def stratified_sample(docs: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """``n`` of ``docs`` (sorted), each class represented in proportion to its frequency.
-
-    Documents are shuffled, then taken by their relative rank within their class, so after
-    any prefix every class has had its share.
-    """
-    if n >= len(docs):
-        return np.sort(docs)
-    positions = np.random.default_rng([seed, 1]).permutation(len(docs))
-    shuffled, classes = docs[positions], labels[positions]
-    relative_rank = np.empty(len(shuffled))
-    for c in np.unique(classes):
-        members = classes == c
-        relative_rank[members] = (np.arange(members.sum()) + 0.5) / members.sum()
-    return np.sort(shuffled[np.argsort(relative_rank, kind="stable")[:n]])
-
-
-def check_labels(split: TokenizedSplit, n_classes: int, data_dir: Path, name: str) -> np.ndarray:
-    """The split's labels, checked to be class ids of ``classes.json`` (or -1, unlabelled)."""
-    if split.labels is None:
-        raise UlmfitError(f"{labels_path(data_dir, name)}: file not found; the classifier needs labelled data")
-    labels = np.asarray(split.labels)
-    bad = (labels < UNLABELLED) | (labels >= n_classes)
-    if bad.any():
-        raise UlmfitError(f"{labels_path(data_dir, name)}: label {labels[bad][0]} is not a class of "
-                          f"{data_dir / CLASSES_FILE} ({n_classes} classes)")
-    return labels
 
 
 # -- model --------------------------------------------------------------------------------------
@@ -431,7 +394,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
             evaluate/predict (default: all; BPT3C still bounds backpropagation to max_len).
         drop_mult: multiplier of all encoder dropouts (default: the encoder's).
         seed: random seed of initialization, dropout, data order and the held-out split.
-        max_train: low-shot: train on this many labelled training documents, stratified by class.
+        max_train: low-shot: train on this many labelled training documents, stratified by class
+            (``ulmfit finetune --max_train`` with the same seed reads the same documents).
         tricks: training tricks with their parameters, e.g. "fgm(epsilon=0.5),ema(decay=0.999)";
             ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
@@ -489,24 +453,12 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
 
 def _training_data(cfg: ClassifierConfig, data_dir: Path,
                    n_classes: int) -> tuple[ClassificationData, ClassificationData]:
-    """Training and validation batches: the valid split, else a seeded hold-out of train."""
-    train_split = load_split(data_dir, "train")
-    train_labels = check_labels(train_split, n_classes, data_dir, "train")
-    if "valid" in available_splits(data_dir):
-        valid_split = load_split(data_dir, "valid")
-        valid_docs = np.flatnonzero(check_labels(valid_split, n_classes, data_dir, "valid") != UNLABELLED)
-        train_docs = np.flatnonzero(train_labels != UNLABELLED)
-    else:
-        valid_split = train_split
-        train_docs, valid_docs = hold_out(train_labels, cfg.valid_frac, cfg.seed)
-    if cfg.max_train is not None:
-        train_docs = stratified_sample(train_docs, train_labels[train_docs], cfg.max_train, cfg.seed)
-    if len(train_docs) < 2 or len(valid_docs) < 1:
-        raise UlmfitError(f"{data_dir}: too few labelled documents ({len(train_docs)} to train on, "
-                          f"{len(valid_docs)} to validate)")
-    return (ClassificationData(train_split, train_docs, cfg.bs, cfg.seed, shuffle=True, backwards=cfg.backwards,
-                               max_tokens=cfg.max_tokens),
-            ClassificationData(valid_split, valid_docs, cfg.bs, backwards=cfg.backwards, max_tokens=cfg.max_tokens))
+    """Training and validation batches of the documents ``labelled_docs`` chooses."""
+    chosen = labelled_docs(data_dir, n_classes, cfg.seed, cfg.max_train, cfg.valid_frac)
+    return (ClassificationData(chosen.train, chosen.train_docs, cfg.bs, cfg.seed, shuffle=True,
+                               backwards=cfg.backwards, max_tokens=cfg.max_tokens),
+            ClassificationData(chosen.valid, chosen.valid_docs, cfg.bs, backwards=cfg.backwards,
+                               max_tokens=cfg.max_tokens))
 
 
 def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | None,
@@ -543,7 +495,7 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
         "final_valid_error": final["valid_error"], "final_valid_loss": final["valid_loss"],
         "epochs": final["epoch"], "steps": final["step"], "train_docs": len(train_data),
         "valid_docs": len(valid_data), "train_time_s": sum(m["train_time_s"] for m in history),
-        "time_s": sum(m["time_s"] for m in history),
+        "time_s": sum(m["time_s"] for m in history), "peak_rss_mb": round(peak_rss_mb(), 1),
     }
     write_json(out_dir / METRICS, metrics)
     return metrics

@@ -2,7 +2,9 @@
 folders, device choice and weight files."""
 from __future__ import annotations
 
+import resource
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -54,6 +56,12 @@ def require(path: Path) -> Path:
 def save_weights(path: Path, state: dict) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (children excluded): what a run needed."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
 def first_line(e: Exception) -> str:

@@ -21,13 +21,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..classifier.selection import labelled_docs
 from ..config import config_from_dict, load_config
 from ..errors import UlmfitError
 from ..files import read_json, write_json
 from ..lm_data import LMStream
 from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
 from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
-from ..text.corpus import available_splits, load_split
+from ..text.corpus import CLASSES_FILE, TokenizedSplit, available_splits, load_classes, load_split
 from ..text.vocab import Vocab
 from ..training import ARTAR, LMWindows, Trainer, lm_loss, make_optimizer, optimizer_class, perplexity
 from ..tricks import build_callbacks, parse_tricks
@@ -63,6 +64,7 @@ class LMTrainConfig:
     cut_frac: float = default_arg(stlr, "cut_frac")
     ratio: float = default_arg(stlr, "ratio")
     disc_factor: float = 1.0            # each lower layer group's rate is divided by this
+    max_train: int | None = None        # low-shot: read only the classifier's max_train training documents
     tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
     seed: int = 0
 
@@ -138,7 +140,7 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
              max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
              lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
              backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
-             optimizer: str | None = None, no_discriminative: bool = False,
+             optimizer: str | None = None, no_discriminative: bool = False, max_train: int | None = None,
              tricks: str | Sequence[str] | None = None, resume: bool = False, device: str = "auto") -> dict:
     """Fine-tune a pretrained language model on the target corpus (ULMFiT stage 2).
 
@@ -146,13 +148,15 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
     tokens keep their row, new ones start at the mean row), then all layers train with
     discriminative learning rates and a slanted triangular schedule. Options left out take the
     pretrained run's preset values with the fine-tuning overrides (``FINETUNE_OVERRIDES``).
+    With 0 epochs (or max_steps 0) the folder holds the mapped pretrained model as it is: a
+    classifier can then start from an LM that was not fine-tuned.
 
     Args:
         pretrained: language-model folder written by ``ulmfit pretrain``.
         data: tokenized target corpus, tokenized like the pretrained data; without a valid
             split, every 10th training document is held out for validation.
         out: output folder for the fine-tuned model and ``encoder.pt``; new or empty unless resuming.
-        epochs: passes over the training split.
+        epochs: passes over the training split (0: map the vocabulary only).
         max_steps: stop after this many batches (the learning-rate schedule is fitted to it).
         bs: batch size (parallel rows of the token stream).
         bptt: mean window length in tokens.
@@ -165,6 +169,9 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         no_discriminative: one learning rate for all layer groups instead of dividing by 2.6 per group.
         optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
             its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
+        max_train: low-shot (supervised ULMFiT): read only the text of the labelled documents that
+            ``ulmfit train --max_train N`` with the same seed trains on, and validate on the
+            classifier's validation documents.
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
@@ -179,7 +186,7 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         raise UlmfitError(f"{pre_dir}: is a {have} language model; a {want} one needs a {want} pretrained model")
     fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs,
                             max_steps=max_steps, bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards,
-                            schedule=schedule, optimizer=optimizer)
+                            schedule=schedule, optimizer=optimizer, max_train=max_train)
     fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
     if no_discriminative:
         fields["disc_factor"] = 1.0
@@ -292,6 +299,12 @@ def check_same_tokenizer(pretrained: Path, data: Path) -> None:
                               f"target data with the pretrained model's SentencePiece model")
 
 
+def untrained_log(valid: dict) -> dict:
+    """The log line of a model that trained no step: its validation loss, no time spent."""
+    return {"epoch": 0, "step": 0, "valid_loss": valid["loss"], "train_time_s": 0.0, "tokens_per_s": 0.0,
+            "time_s": 0.0}
+
+
 def summarize(history: list[dict]) -> dict:
     """metrics.json: final and best validation loss and perplexity, throughput and time."""
     if not history:
@@ -331,6 +344,8 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
                       valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
                       out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
     history = trainer.fit(resume=resume)
+    if not history and cfg.pretrained:  # fine-tuning of no steps: the mapped pretrained model as it is
+        history = [untrained_log(trainer.evaluate(valid_stream))]
 
     weights = trainer.exported_weights()  # the final weights, or what a trick exports instead (EMA's average)
     save_weights(out_dir / MODEL, weights)
@@ -349,14 +364,31 @@ def held_out_docs(n_docs: int, valid: bool) -> np.ndarray:
 
 
 def _stream(cfg: LMTrainConfig, data_dir: Path, split: str, shuffle: bool) -> LMStream:
-    """The LM stream of a split; without a valid split, train and valid share the train split."""
-    docs = None
-    if split in ("train", "valid") and "valid" not in available_splits(data_dir):
-        docs, split = held_out_docs(len(load_split(data_dir, "train")), valid=split == "valid"), "train"
-    tokens = load_split(data_dir, split)
+    """The LM stream of a split's documents (see ``_documents``)."""
+    tokens, docs = _documents(cfg, data_dir, split)
     bs = cfg.bs
     if not shuffle:  # a small evaluation split gets fewer rows so that each spans a few windows
         n_tokens = tokens.n_tokens if docs is None else int(np.diff(tokens.offsets)[docs].sum())
         bs = min(bs, max(1, n_tokens // (4 * cfg.bptt)))
     return LMStream(tokens.ids, tokens.offsets, bs, cfg.bptt, cfg.seed, shuffle=shuffle,
                     backwards=cfg.backwards, docs=docs)
+
+
+def _documents(cfg: LMTrainConfig, data_dir: Path, split: str) -> tuple[TokenizedSplit, np.ndarray | None]:
+    """The split a stream reads and which of its documents (None: all).
+
+    With ``max_train``, train and valid are the classifier's documents for the same seed; without
+    a valid split, train and valid share the train split (``held_out_docs``).
+    """
+    if split not in ("train", "valid"):
+        return load_split(data_dir, split), None
+    if cfg.max_train is not None:
+        classes = load_classes(data_dir)
+        if not classes:
+            raise UlmfitError(f"{data_dir / CLASSES_FILE}: file not found; --max_train needs labelled data")
+        chosen = labelled_docs(data_dir, len(classes), cfg.seed, cfg.max_train)
+        return (chosen.train, chosen.train_docs) if split == "train" else (chosen.valid, chosen.valid_docs)
+    if "valid" not in available_splits(data_dir):
+        train = load_split(data_dir, "train")
+        return train, held_out_docs(len(train), valid=split == "valid")
+    return load_split(data_dir, split), None

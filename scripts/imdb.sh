@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# ULMFiT on IMDb sentiment (Maas et al. 2011): the Wikipedia LMs of scripts/pretrain_wiki.sh
+# fine-tuned on the reviews (labelled and unlabelled), the classifier trained and evaluated on the
+# test reviews, forward and backward, then the ensemble of both directions. Each stage is skipped
+# when its output has metrics.json, and an interrupted one resumes.
+#   PRESET=cpu (default): a subset sized to run in about an hour on 2 CPU cores once the Wikipedia
+#          LMs exist (an estimate from the stages' throughput): IMDB_DOCS=2000 reviews of each of
+#          train and test (half positive, half negative) and IMDB_DOCS unlabelled ones, taken evenly
+#          over the sorted file names and extracted to $RUNS/imdb/subset<IMDB_DOCS> (tokenize
+#          --max_docs would read one class only: the archive holds each class in one block); the
+#          classifier reads the first IMDB_TOKENS=400 tokens of each review.
+#   PRESET=paper: all of it (25,000 train, 50,000 unlabelled, 25,000 test reviews, whole), read
+#          straight from the archive (ARCHIVE:FOLDER); so does IMDB_DOCS=all with any preset.
+#   PRESET=tiny: IMDB_DOCS=40 and tiny models, for checks.
+#   DIRECTIONS="fwd bwd" (default) | fwd | bwd;  ULMFIT_DATA, RUNS, WIKI, LM_EPOCHS, FT_EPOCHS,
+#   CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh. Results: $RUNS/imdb/clf_<dir>/eval_test.json and
+#   $RUNS/imdb/ensemble_test.json.
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+ARCHIVE=$DATA/imdb/aclImdb_v1.tar.xz
+case $PRESET in
+    paper) IMDB_DOCS=${IMDB_DOCS:-all}; IMDB_TOKENS=${IMDB_TOKENS:-} ;;
+    tiny) IMDB_DOCS=${IMDB_DOCS:-40}; IMDB_TOKENS=${IMDB_TOKENS:-400} ;;
+    *) IMDB_DOCS=${IMDB_DOCS:-2000}; IMDB_TOKENS=${IMDB_TOKENS:-400} ;;
+esac
+IMDB=$RUNS/imdb
+
+# subset N DIR: N/2 reviews of each of train/pos, train/neg, test/pos and test/neg and N of
+# train/unsup, picked evenly over the sorted file names (the same every time) and extracted from the
+# archive into DIR/aclImdb (made whole or not at all).
+subset() {
+    local n=$1 dir=$2 folder k
+    [ -d "$dir" ] && return 0
+    echo "== extract $n reviews per split from $ARCHIVE" >&2
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    tar -tJf "$ARCHIVE" | sort > "$dir.tmp/archive.txt"
+    for folder in train/pos train/neg test/pos test/neg train/unsup; do
+        k=$([ "$folder" = train/unsup ] && echo "$n" || echo $((n / 2)))
+        grep "^aclImdb/$folder/[^/]*\.txt$" "$dir.tmp/archive.txt" \
+            | awk -v k="$k" '{ name[NR] = $0 }
+                             END { for (i = 0; i < k && i < NR; i++) print name[int(i * NR / k) + 1] }'
+    done > "$dir.tmp/names.txt"
+    tar -xJf "$ARCHIVE" -C "$dir.tmp" -T "$dir.tmp/names.txt"
+    rm "$dir.tmp/archive.txt"
+    mv "$dir.tmp" "$dir"
+}
+
+if [ "$IMDB_DOCS" = all ]; then
+    train="$ARCHIVE:aclImdb/train"; test="$ARCHIVE:aclImdb/test"
+else
+    subset "$IMDB_DOCS" "$IMDB/subset$IMDB_DOCS"
+    train="$IMDB/subset$IMDB_DOCS/aclImdb/train"; test="$IMDB/subset$IMDB_DOCS/aclImdb/test"
+fi
+bash scripts/pretrain_wiki.sh >&2
+echo "== tokenize IMDb" >&2
+ulmfit tokenize --train "$train" --unsup --test "$test" --out "$IMDB/tok" >/dev/null
+classify "$IMDB/tok" "$IMDB" $(opt max_tokens "$IMDB_TOKENS")

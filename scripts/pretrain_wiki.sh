@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Pretrain the Wikipedia language models once, for every recipe (trec6.sh, imdb.sh, ablate.sh):
+#   $RUNS/wiki/tok      the tokenized articles (train and valid) and their vocabulary
+#   $RUNS/wiki/lm_fwd   the forward LM;  $RUNS/wiki/lm_bwd  the backward LM
+# A model is skipped when its folder has metrics.json; an interrupted one resumes.
+#   WIKI=small (default: train-small.jsonl.xz, 2M words) | full (train.jsonl.xz, 63M words)
+#   PRESET=cpu (default) | paper | tiny (20 articles);  DIRECTIONS="fwd bwd" (default) | fwd | bwd
+#   ULMFIT_DATA: data root (default ../shared/data); RUNS: output root (default runs/$PRESET)
+#   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS, MAX_STEPS: optional overrides.
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+WIKI=${WIKI:-small}
+case $WIKI in
+    small) train=train-small.jsonl.xz; vocab=30000 ;;
+    full) train=train.jsonl.xz; vocab=60000 ;;
+    *) echo "WIKI must be small or full, not '$WIKI'" >&2; exit 2 ;;
+esac
+
+wiki_docs=$([ "$PRESET" = tiny ] && echo "--max_docs 20" || true)
+ulmfit tokenize --train "$DATA/wikipedia/$train" --valid "$DATA/wikipedia/valid.jsonl.xz" \
+    --max_vocab "${MAX_VOCAB:-$vocab}" $wiki_docs --out "$RUNS/wiki/tok" >/dev/null
+for dir in $DIRECTIONS; do
+    lm="$RUNS/wiki/lm_$dir"; back=$([ "$dir" = bwd ] && echo "--backwards" || true)
+    done_ "$lm" && continue
+    echo "== pretrain the $dir language model on Wikipedia ($train)" >&2
+    ulmfit pretrain --data "$RUNS/wiki/tok" --out "$lm" --preset "$PRESET" $back $(resume "$lm") \
+        $(opt epochs "${LM_EPOCHS:-}") $(opt max_steps "${MAX_STEPS:-}") >/dev/null
+done
+echo "wiki language models: $RUNS/wiki/lm_{${DIRECTIONS// /,}}"
