@@ -23,7 +23,8 @@
 #   lowshot      for N in LOWSHOT, classifiers trained on N stratified labelled documents (the same
 #                ones for every row of a seed): 01-ulmfit-nN: the LM fine-tuned on those N documents
 #                only (supervised ULMFiT), 02-semisup-nN: on all training questions, 03-scratch-nN:
-#                no LM (the paper's figure 3)
+#                no LM (the paper's figure 3); 04-semisup+pseudo-nN: 02 plus one round of
+#                pseudo-labelling the other training questions (their labels hidden)
 #   tricks       00-baseline and a row per trick spec, see scripts/tricks.sh
 # The default fine-tuned LM of the pretraining, lm_finetune, direction and lowshot rows is fine-tuned
 # per seed (lms/fwd/seed<N>, lms/bwd/seed<N>), so each seed repeats the whole pipeline after pretraining.
@@ -173,14 +174,18 @@ table_lowshot() {
                 --seed "$seed" --max_train "$max_train" $lm_length -- --max_train "$max_train"
             default_run lowshot "02-semisup-n$n" "$seed" fwd --max_train "$max_train"
             run1 lowshot "03-scratch-n$n" "$seed" --from_scratch --preset "$PRESET" --max_train "$max_train"
+            [ "$n" = all ] || default_run lowshot "04-semisup+pseudo-n$n" "$seed" fwd --max_train "$max_train" \
+                --tricks pseudo_label
         done
     done
 }
 
-# classifier_tricks: the names of every trick for the classifier (`ulmfit tricks`).
+# classifier_tricks: the names of every trick for the classifier (`ulmfit tricks`) but
+# pseudo_label, which needs unlabelled questions: the lowshot table's 04-pseudo rows run it.
 classifier_tricks() {
     ulmfit tricks | python -c 'import json, sys
-print(" ".join(name for name, trick in json.load(sys.stdin).items() if "classifier" in trick["stages"]))'
+print(" ".join(name for name, trick in json.load(sys.stdin).items()
+               if "classifier" in trick["stages"] and name != "pseudo_label"))'
 }
 
 # Training tricks (scripts/tricks.sh): the default classifier with each spec of TRICKS.

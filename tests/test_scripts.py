@@ -60,7 +60,7 @@ def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(
     rows = {"pretraining": ["01-none", "02-wiki"],
             "lm_finetune": ["01-none", "02-full", "03-full+discr", "04-full+discr+stlr"],
             "direction": ["01-fwd", "02-bwd", "03-ensemble"],
-            "lowshot": ["01-ulmfit-n100", "02-semisup-n100", "03-scratch-n100"]}
+            "lowshot": ["01-ulmfit-n100", "02-semisup-n100", "03-scratch-n100", "04-semisup+pseudo-n100"]}
     for table, names in rows.items():
         assert sorted(p.name for p in (out / table).iterdir()) == names
         for name in names:
@@ -76,6 +76,8 @@ def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(
     assert (lm_of("lm_finetune", "02-full")["disc_factor"], lm_of("lm_finetune", "02-full")["schedule"]) == (
         1.0, "constant")
     assert lm_of("direction", "02-bwd")["backwards"]
+    pseudo = read(out / "lowshot" / "04-semisup+pseudo-n100" / "seed0" / "metrics.json")["pseudo_label_rounds"]
+    assert [r["round"] for r in pseudo] == [0, 1]
     ensemble = read(out / "direction" / "03-ensemble" / "seed0" / "ensemble_test.json")
     assert [m["backwards"] for m in ensemble["models"]] == [False, True]
     assert lm_of("lowshot", "01-ulmfit-n100")["max_train"] == 100
