@@ -19,7 +19,7 @@ import dataclasses
 import functools
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -33,75 +33,58 @@ from ..classifier.metrics import average_probabilities, classification_report, p
 from ..classifier.sampling import pad_batch, sorted_batches, sortish_batches, unsort
 from ..classifier.tta import tta_neighbours, tta_probs
 from ..classifier.selection import VALID_FRAC, check_labels, labelled_docs
-from ..config import config_from_dict, load_config
+from ..config import load_config
 from ..errors import UlmfitError
 from ..files import atomic_path, read_json, save_npy, write_json
-from ..model.awd_lstm import AWDLSTM, AWDLSTMConfig, make_config
-from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
+from ..model.awd_lstm import AWDLSTM, make_config
+from ..schedules import default_arg, discriminative_lrs
 from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split, save_classes
 from ..text.readers import DocumentSource, ReadOptions
 from ..text.special import PAD_ID
 from ..text.tokenizers import load_tokenizer
 from ..text.vocab import Vocab
-from ..training import BEST_WEIGHTS, Callback, Trainer, make_optimizer, optimizer_class
+from ..training import BEST_WEIGHTS, Callback, Trainer
 from ..tricks import build_callbacks, parse_tricks
 from ..tricks.pseudo_label import pseudo_label_accuracy, select_pseudo_labels
-from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, first_line, given_options, peak_rss_mb, prepare_out,
-                     preset_options, require, resolve_device, save_weights)
+from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, TrainConfig, first_line, given_options, peak_rss_mb,
+                     prepare_out, preset_options, require, resolve_device, save_weights)
 from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig, check_same_tokenizer
 
 PREDICT_CHUNK_DOCS = 4096  # documents tokenized and classified at a time by ``predict``
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(TrainConfig):
     """Everything that determines a classifier training run (saved as ``config.json``).
 
     The defaults are the ULMFiT paper's (Howard & Ruder 2018, sec. 3.3 and 4): Adam with
     betas (0.7, 0.99), batch 64, rate 0.01 with STLR, discriminative factor 2.6, gradual
-    unfreezing, BPT3C with bptt 70 and max_len 1400, a 50-unit head.
+    unfreezing, BPT3C with bptt 70 and max_len 1400, a 50-unit head. ``preset`` is the
+    encoder's (or the architecture's from scratch), ``model`` the encoder with its dropouts,
+    ``lr`` the head's peak rate, ``max_train`` a stratified low-shot sample.
     """
 
-    preset: str = "cpu"                 # the encoder's preset (or the architecture from scratch)
-    model: AWDLSTMConfig = field(default_factory=AWDLSTMConfig)  # the encoder, with its dropouts
-    data: str = ""                      # the tokenized folder trained on
     encoder: str | None = None          # the fine-tuned language-model folder
     epochs: int = 6                     # a 3-layer encoder is fully unfrozen from the 5th epoch on
-    max_steps: int | None = None        # bound the run (the schedule is compressed to fit)
-    bs: int = 64
-    bptt: int = 70                      # BPT3C chunk length
     max_len: int = 1400                 # last tokens of a document pooled and backpropagated through
     max_tokens: int | None = None       # read only the first max_tokens tokens of every document
     head_hidden: int = 50
     head_dropout: float = 0.1           # before the last linear layer (the first is the encoder's output_p)
-    optimizer: str = "adamw"
-    lr: float = 1e-2                    # peak rate of the top layer group (the head)
     betas: tuple[float, float] = (0.7, 0.99)
-    wd: float = 0.01
-    clip: float | None = 0.4            # gradient-norm clipping
     schedule: str = "stlr"
-    cut_frac: float = default_arg(stlr, "cut_frac")
-    ratio: float = default_arg(stlr, "ratio")
     disc_factor: float = default_arg(discriminative_lrs, "factor")
     discriminative: bool = True         # per-group rates divided by disc_factor going down
     gradual_unfreezing: bool = True     # epoch 0 trains the head only, each epoch one group more
     head_only: bool = False             # the encoder stays frozen throughout (the paper's "last")
     from_scratch: bool = False          # random encoder weights instead of the fine-tuned LM's
-    backwards: bool = False             # read every document reversed (needs a backward encoder)
     valid_frac: float = VALID_FRAC      # held out of train (seeded) when the data has no valid split
-    max_train: int | None = None        # low-shot: train on this many labelled documents (stratified)
-    tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.model, dict):  # loaded from JSON
-            self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
-        self.betas = tuple(self.betas)
+        super().__post_init__()
         if not 0.0 < self.valid_frac < 1.0:
             raise UlmfitError(f"valid_frac must be in (0, 1), got {self.valid_frac}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise UlmfitError(f"max_tokens must be at least 1, got {self.max_tokens}")
-        optimizer_class(self.optimizer)
 
 
 # Overrides of the ClassifierConfig defaults per preset; a classifier takes its encoder's preset.
@@ -438,7 +421,6 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
                            head_only=head_only,
                            discriminative=not (no_discriminative or from_scratch),
                            tricks=parse_tricks(tricks, "classifier"))
-    make_schedule(cfg.schedule)  # an unknown name fails before any work
 
     train_data, valid_data = _training_data(cfg, data_dir, len(classes))
     pool = _pseudo_label_pool(cfg, train_data, valid_data, resume)
@@ -470,17 +452,14 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
         model.encoder.load_state_dict(weights)
     model.to(device)
     groups = model.layer_groups()
-    factor = cfg.disc_factor if cfg.discriminative else 1.0
-    optimizer = make_optimizer(groups, discriminative_lrs(cfg.lr, len(groups), factor), cfg.optimizer,
-                               cfg.betas, cfg.wd)
+    optimizer = cfg.make_optimizer(groups, disc_factor=None if cfg.discriminative else 1.0)
     callbacks: list[Callback] = [Accuracy()]
     if cfg.gradual_unfreezing:
         callbacks.append(GradualUnfreezing(groups))
     if cfg.head_only:
         set_trainable_groups(groups, 1)
     callbacks += build_callbacks(cfg.tricks)
-    trainer = Trainer(model, classification_loss, optimizer,
-                      make_schedule(cfg.schedule, cut_frac=cfg.cut_frac, ratio=cfg.ratio), callbacks,
+    trainer = Trainer(model, classification_loss, optimizer, cfg.make_schedule(), callbacks,
                       train_data=train_data, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,
                       clip=cfg.clip, out_dir=out_dir, device=device, monitor="valid_error",
                       checkpoint_interval_s=CHECKPOINT_INTERVAL_S)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import resource
 import shutil
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
+from torch import nn
 
-from ..config import config_to_dict, load_config, save_config
+from ..config import config_from_dict, config_to_dict, load_config, save_config
 from ..errors import UlmfitError
 from ..files import atomic_path
-from ..training import LAST_CHECKPOINT
+from ..model.awd_lstm import AWDLSTMConfig
+from ..schedules import Schedule, default_arg, discriminative_lrs, make_schedule, stlr
+from ..training import LAST_CHECKPOINT, make_optimizer, optimizer_class
 
 CONFIG = "config.json"
 MODEL = "model.pt"
@@ -21,6 +26,51 @@ METRICS = "metrics.json"
 VOCAB = "vocab.json"
 TOKENIZER = "tokenizer.json"
 SPM_MODEL = "spm.model"
+
+
+@dataclass
+class TrainConfig:
+    """The fields every training stage shares (the stages' configs extend it and may change the
+    defaults): data, model, length, batch, optimizer, schedule, tricks, seed."""
+
+    preset: str = "cpu"                 # names the model preset too
+    model: AWDLSTMConfig = field(default_factory=AWDLSTMConfig)
+    data: str = ""                      # the tokenized folder trained on
+    epochs: int = 1
+    max_steps: int | None = None        # bound the run (the schedule is compressed to fit)
+    bs: int = 64
+    bptt: int = 70
+    backwards: bool = False             # read every document reversed
+    optimizer: str = "adamw"
+    lr: float = 1e-2                    # peak rate of the top layer group
+    betas: tuple[float, float] = (0.8, 0.99)
+    wd: float = 0.01
+    clip: float | None = 0.4            # gradient-norm clipping
+    schedule: str = "one_cycle"
+    cut_frac: float = default_arg(stlr, "cut_frac")
+    ratio: float = default_arg(stlr, "ratio")
+    disc_factor: float = 1.0            # each lower layer group's rate is divided by this
+    max_train: int | None = None        # low-shot: only this many labelled training documents
+    tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):  # loaded from JSON
+            self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
+        self.betas = tuple(self.betas)
+        optimizer_class(self.optimizer)
+        self.make_schedule()  # an unknown name fails before any work
+
+    def make_optimizer(self, groups: Sequence[Sequence[nn.Parameter]],
+                       disc_factor: float | None = None) -> torch.optim.Optimizer:
+        """The run's optimizer over layer groups (bottom to top), rates divided by the
+        discriminative factor going down (``disc_factor`` overrides the config's)."""
+        factor = self.disc_factor if disc_factor is None else disc_factor
+        return make_optimizer(groups, discriminative_lrs(self.lr, len(groups), factor), self.optimizer,
+                              self.betas, self.wd)
+
+    def make_schedule(self) -> Schedule:
+        return make_schedule(self.schedule, cut_frac=self.cut_frac, ratio=self.ratio)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -14,7 +14,7 @@ Both produce a language-model folder::
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,57 +22,33 @@ import numpy as np
 import torch
 
 from ..classifier.selection import labelled_docs
-from ..config import config_from_dict, load_config
+from ..config import load_config
 from ..errors import UlmfitError
 from ..files import read_json, write_json
 from ..lm_data import LMStream
 from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
-from ..schedules import default_arg, discriminative_lrs, make_schedule, stlr
+from ..schedules import default_arg, discriminative_lrs
 from ..text.corpus import CLASSES_FILE, TokenizedSplit, available_splits, load_classes, load_split
 from ..text.vocab import Vocab
-from ..training import ARTAR, LMWindows, Trainer, lm_loss, make_optimizer, optimizer_class, perplexity
+from ..training import ARTAR, LMWindows, Trainer, lm_loss, perplexity
 from ..tricks import build_callbacks, parse_tricks
-from .common import (CONFIG, ENCODER, METRICS, MODEL, SPM_MODEL, TOKENIZER, VOCAB, first_line, given_options,
-                     prepare_out, preset_options, require, resolve_device, save_weights)
+from .common import (CONFIG, ENCODER, METRICS, MODEL, SPM_MODEL, TOKENIZER, VOCAB, TrainConfig, first_line,
+                     given_options, prepare_out, preset_options, require, resolve_device, save_weights)
 
 CHECKPOINT_INTERVAL_S = 600  # an interrupted run loses at most ten minutes
 HOLD_OUT_EVERY = 10  # without a valid split, every 10th training document validates
 
 
 @dataclass
-class LMTrainConfig:
+class LMTrainConfig(TrainConfig):
     """Everything that determines a language-model training run (saved as ``config.json``).
 
-    The defaults are for pretraining; presets and the fine-tuning overrides change them.
+    The defaults are for pretraining (see ``TrainConfig``); presets and the fine-tuning overrides
+    change them. ``bs`` is the number of parallel rows of the token stream, ``bptt`` the mean
+    window length, ``max_train`` reads only the text of a classifier's low-shot training documents.
     """
 
-    preset: str = "cpu"                 # names the model preset too
-    model: AWDLSTMConfig = field(default_factory=AWDLSTMConfig)
-    data: str = ""                      # the tokenized folder trained on
     pretrained: str | None = None       # fine-tuning: the pretrained LM folder
-    epochs: int = 1
-    max_steps: int | None = None        # bound the run (the schedule is compressed to fit)
-    bs: int = 64                        # parallel rows of the token stream
-    bptt: int = 70                      # mean window length
-    backwards: bool = False             # read every document reversed
-    optimizer: str = "adamw"
-    lr: float = 1e-2                    # peak rate of the top layer group
-    betas: tuple[float, float] = (0.8, 0.99)
-    wd: float = 0.01
-    clip: float | None = 0.4            # gradient-norm clipping
-    schedule: str = "one_cycle"
-    cut_frac: float = default_arg(stlr, "cut_frac")
-    ratio: float = default_arg(stlr, "ratio")
-    disc_factor: float = 1.0            # each lower layer group's rate is divided by this
-    max_train: int | None = None        # low-shot: read only the classifier's max_train training documents
-    tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, dict):  # loaded from JSON
-            self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
-        self.betas = tuple(self.betas)
-        optimizer_class(self.optimizer)
 
 
 # Training-side overrides of the LMTrainConfig defaults per preset (the model preset of the same
@@ -335,10 +311,8 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     if initial_weights is not None:
         model.load_state_dict(initial_weights)
     model.to(dev)
-    groups = model.layer_groups()
-    optimizer = make_optimizer(groups, discriminative_lrs(cfg.lr, len(groups), cfg.disc_factor),
-                               cfg.optimizer, cfg.betas, cfg.wd)
-    schedule = make_schedule(cfg.schedule, cut_frac=cfg.cut_frac, ratio=cfg.ratio)
+    optimizer = cfg.make_optimizer(model.layer_groups())
+    schedule = cfg.make_schedule()
     callbacks = [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta), *build_callbacks(cfg.tricks)]
     trainer = Trainer(model, lm_loss, optimizer, schedule, callbacks, train_data=train_stream,
                       valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
