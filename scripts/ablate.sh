@@ -21,10 +21,11 @@
 #   direction    01-fwd, 02-bwd: the forward and backward Wikipedia LMs fine-tuned; 03-ensemble: the
 #                average of the two classifiers' probabilities (eval_test.json is the ensemble's report)
 #   lowshot      for N in LOWSHOT, classifiers trained on N stratified labelled documents (the same
-#                ones for every row of a seed): 01-ulmfit-nN: the LM fine-tuned on those N documents
-#                only (supervised ULMFiT), 02-semisup-nN: on all training questions, 03-scratch-nN:
-#                no LM (the paper's figure 3); 04-semisup+pseudo-nN: 02 plus one round of
-#                pseudo-labelling the other training questions (their labels hidden)
+#                ones for every row of a seed; at least 200 steps, the classifier's --min_steps):
+#                01-ulmfit-nN: the LM fine-tuned on those N documents only (supervised ULMFiT; as
+#                many steps as $RUNS/trec/lm_fwd), 02-semisup-nN: on all training questions,
+#                03-scratch-nN: no LM (the paper's figure 3); 04-semisup+pseudo-nN: 02 plus one round
+#                of pseudo-labelling the other training questions (their labels hidden)
 #   tricks       00-baseline and a row per trick spec, see scripts/tricks.sh
 # The default fine-tuned LM of the pretraining, lm_finetune, direction and lowshot rows is fine-tuned
 # per seed (lms/fwd/seed<N>, lms/bwd/seed<N>), so each seed repeats the whole pipeline after pretraining.
@@ -49,8 +50,10 @@ value = functools.reduce(lambda d, k: d[k], sys.argv[2].split("."), json.load(op
 print("" if value is None else value)' "$1" "$2"
 }
 
-# The fine-tuning length of $LM, given to every language model the rows train.
+# The fine-tuning length of $LM, given to every language model the rows train; the lowshot rows'
+# LMs, fine-tuned on few documents, make as many steps as $LM made (--min_steps).
 lm_length="--epochs $(json "$LM/config.json" epochs) $(opt max_steps "${MAX_STEPS:-$(json "$LM/config.json" max_steps)}")"
+lm_steps=$(json "$LM/metrics.json" steps)
 
 # pending TABLE ROW SEED: the run has not been evaluated yet.
 pending() { [ ! -f "$OUT/$1/$2/seed$3/eval_test.json" ]; }
@@ -97,10 +100,19 @@ lm_run() {
 }
 
 # default_run TABLE ROW SEED DIRECTION TRAIN-OPTIONS...: one classifier on the seed's default
-# fine-tuning of the Wikipedia LM of DIRECTION (fwd or bwd).
+# fine-tuning of the Wikipedia LM of DIRECTION (fwd or bwd). Without TRAIN-OPTIONS it is the same run
+# in every table: trained once, as direction/01-fwd or 02-bwd, and copied into the other rows.
 default_run() {
     local table=$1 row=$2 seed=$3 dir=$4; shift 4
     local back=$([ "$dir" = bwd ] && echo "--backwards" || true)
+    local shared=direction/$([ "$dir" = bwd ] && echo 02-bwd || echo 01-fwd)
+    if [ $# -eq 0 ] && [ "$table/$row" != "$shared" ]; then
+        pending "$table" "$row" "$seed" || return 0
+        default_run "${shared%/*}" "${shared#*/}" "$seed" "$dir"
+        rm -rf "$OUT/$table/$row/seed$seed" && mkdir -p "$OUT/$table/$row"
+        cp -r "$OUT/$shared/seed$seed" "$OUT/$table/$row/seed$seed"
+        return 0
+    fi
     lm_run "$table" "$row" "$seed" "$dir/seed$seed" finetune --pretrained "${WIKI_LM}_$dir" --seed "$seed" \
         $back $lm_length -- $back "$@"
 }
@@ -171,7 +183,7 @@ table_lowshot() {
         max_train=$([ "$n" = all ] && json "$TOK/metrics.json" splits.train.docs || echo "$n")
         for seed in $SEEDS; do
             lm_run lowshot "01-ulmfit-n$n" "$seed" "ulmfit-n$n/seed$seed" finetune --pretrained "${WIKI_LM}_fwd" \
-                --seed "$seed" --max_train "$max_train" $lm_length -- --max_train "$max_train"
+                --seed "$seed" --max_train "$max_train" --min_steps "$lm_steps" $lm_length -- --max_train "$max_train"
             default_run lowshot "02-semisup-n$n" "$seed" fwd --max_train "$max_train"
             run1 lowshot "03-scratch-n$n" "$seed" --from_scratch --preset "$PRESET" --max_train "$max_train"
             [ "$n" = all ] || default_run lowshot "04-semisup+pseudo-n$n" "$seed" fwd --max_train "$max_train" \

@@ -122,6 +122,17 @@ def test_encoder_path_freezes_all_but_the_head_in_the_first_epoch(encoder, trec_
     assert base[-1] == pytest.approx(cfg.lr) and np.allclose(np.array(base[1:]) / base[:-1], 2.6)
 
 
+def test_min_steps_repeats_a_tiny_training_set_within_each_epoch(encoder, trec_tok, tmp_path):
+    metrics = train(str(encoder), str(trec_tok), str(tmp_path / "few"), epochs=2, max_train=40, min_steps=12,
+                    device="cpu")
+    log = [json.loads(line) for line in (tmp_path / "few" / "log.jsonl").read_text().splitlines()]
+    # 40 documents at batch 32 are 2 batches a pass: 3 passes an epoch, and unfreezing still counts epochs
+    assert metrics["steps"] == 12 and [m["trainable_groups"] for m in log] == [1, 2]
+    assert load_config(ClassifierConfig, tmp_path / "few" / "config.json").min_steps == 12
+    with pytest.raises(UlmfitError, match="min_steps"):
+        train(str(encoder), str(trec_tok), str(tmp_path / "bad"), min_steps=-1, device="cpu")
+
+
 def test_finetune_max_train_reads_the_documents_the_classifier_of_the_same_seed_trains_on(encoder, trec_tok,
                                                                                            tmp_path):
     for seed in (0, 3):
@@ -132,9 +143,9 @@ def test_finetune_max_train_reads_the_documents_the_classifier_of_the_same_seed_
     assert len(clf_train.docs) == 60 and not np.array_equal(
         _training_data(ClassifierConfig(max_train=60, seed=0), trec_tok, 6)[0].docs, clf_train.docs)
     metrics = finetune(str(encoder.parent / "pre"), str(trec_tok), str(tmp_path / "lm"), max_train=60, seed=3,
-                       bs=4, device="cpu")
+                       bs=4, epochs=1, min_steps=30, device="cpu")
     assert load_config(LMTrainConfig, tmp_path / "lm" / "config.json").max_train == 60
-    assert metrics["steps"] >= 1 and np.isfinite(metrics["final_valid_loss"])
+    assert metrics["steps"] >= 30 and np.isfinite(metrics["final_valid_loss"])
 
 
 def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(scratch, trec_tok, tmp_path):

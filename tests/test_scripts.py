@@ -81,6 +81,11 @@ def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(
     ensemble = read(out / "direction" / "03-ensemble" / "seed0" / "ensemble_test.json")
     assert [m["backwards"] for m in ensemble["models"]] == [False, True]
     assert lm_of("lowshot", "01-ulmfit-n100")["max_train"] == 100
+    assert lm_of("lowshot", "01-ulmfit-n100")["min_steps"] == read(runs / "trec" / "lm_fwd" / "metrics.json")["steps"]
+    # the default forward classifier is trained once per seed and copied into the rows that are it
+    for table, row in (("pretraining", "02-wiki"), ("lm_finetune", "04-full+discr+stlr")):
+        assert f"== {table}/{row}" not in result.stderr
+        assert read(out / table / row / "seed0" / "eval_test.json") == read(out / "direction/01-fwd/seed0/eval_test.json")
     assert lm_of("lowshot", "02-semisup-n100")["max_train"] is None
     assert read(out / "lowshot" / "03-scratch-n100" / "seed0" / "metrics.json")["train_docs"] == 100
 

@@ -9,8 +9,8 @@ from ulmfit.errors import UlmfitError
 from ulmfit.lm_data import LMStream
 from ulmfit.model.awd_lstm import LanguageModel, make_config
 from ulmfit.schedules import discriminative_lrs, make_schedule
-from ulmfit.training import (ARTAR, BEST_WEIGHTS, LAST_CHECKPOINT, LOG, Callback, LMWindows, Trainer,
-                             lm_loss, make_optimizer)
+from ulmfit.training import (ARTAR, BEST_WEIGHTS, LAST_CHECKPOINT, LOG, Callback, LMWindows, RepeatedPasses,
+                             Trainer, lm_loss, make_optimizer, passes_for)
 
 from toy import toy_trainer
 
@@ -283,3 +283,31 @@ def test_ar_tar_is_added_to_training_losses_only():
     assert len(probe.extra[True]) == 3 and probe.extra[False]
     assert all(e > 0 and a == pytest.approx(e, rel=1e-5) for a, e in probe.extra[True])
     assert all(a == 0.0 for a, _ in probe.extra[False])
+
+
+class Labelled:
+    """Batches named (source epoch, index); epoch e has 2 + e % 2 of them."""
+
+    def n_batches(self, epoch):
+        return 2 + epoch % 2
+
+    def batches(self, epoch, start=0):
+        return ((epoch, i) for i in range(start, self.n_batches(epoch)))
+
+
+def test_repeated_passes_chain_their_own_source_epochs_and_resume_mid_epoch():
+    source, repeated = Labelled(), RepeatedPasses(Labelled(), 3)
+    epoch1 = list(repeated.batches(1))
+    assert epoch1 == [b for e in (3, 4, 5) for b in source.batches(e)]  # passes never reuse an epoch's order
+    assert repeated.n_batches(1) == len(epoch1) == 8
+    for start in range(len(epoch1) + 1):  # a resume at any batch, pass boundaries included
+        assert list(repeated.batches(1, start)) == epoch1[start:]
+    assert list(RepeatedPasses(source, 1).batches(4)) == list(source.batches(4))
+    with pytest.raises(ValueError):
+        RepeatedPasses(source, 0)
+
+
+def test_passes_for_reaches_the_minimum_steps_and_never_drops_below_one_pass():
+    assert passes_for(200, 6, 2) == 17 and 17 * 6 * 2 >= 200 > 16 * 6 * 2
+    assert passes_for(200, 6, 77) == 1 and passes_for(0, 6, 2) == 1
+    assert passes_for(200, 0, 2) == 1 and passes_for(200, 6, 0) == 1  # nothing to repeat

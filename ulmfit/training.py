@@ -64,6 +64,38 @@ class BatchSource(Protocol):
     def batches(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
 
 
+class RepeatedPasses:
+    """A training source whose every epoch chains ``passes`` passes over ``source`` (each one its
+    own shuffle), so that a tiny training set still gets enough steps per epoch while the epochs
+    (and gradual unfreezing, which counts them) keep their meaning. Pass ``p`` of epoch ``e`` is
+    the source's epoch ``e * passes + p``; with one pass it is the source itself."""
+
+    def __init__(self, source: BatchSource, passes: int):
+        if passes < 1:
+            raise ValueError(f"passes must be at least 1, got {passes}")
+        self.source, self.passes = source, passes
+
+    def _source_epochs(self, epoch: int) -> range:
+        return range(epoch * self.passes, (epoch + 1) * self.passes)
+
+    def n_batches(self, epoch: int = 0) -> int:
+        return sum(self.source.n_batches(e) for e in self._source_epochs(epoch))
+
+    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[Batch]:
+        for source_epoch in self._source_epochs(epoch):
+            n = self.source.n_batches(source_epoch)
+            if start < n:
+                yield from self.source.batches(source_epoch, start)
+            start = max(start - n, 0)
+
+
+def passes_for(min_steps: int, epochs: int, batches_per_pass: int) -> int:
+    """Passes over the data per epoch so that ``epochs`` epochs take at least ``min_steps`` steps."""
+    if epochs < 1 or batches_per_pass < 1:
+        return 1
+    return max(1, math.ceil(min_steps / (epochs * batches_per_pass)))
+
+
 class Callback:
     """Base class: override the hooks you need; each receives the trainer and may change it.
 

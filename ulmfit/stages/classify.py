@@ -66,6 +66,7 @@ class ClassifierConfig(TrainConfig):
 
     encoder: str | None = None          # the fine-tuned language-model folder
     epochs: int = 6                     # a 3-layer encoder is fully unfrozen from the 5th epoch on
+    min_steps: int = 200                # 100 labelled documents would otherwise train for 12 steps
     max_len: int = 1400                 # last tokens of a document pooled and backpropagated through
     max_tokens: int | None = None       # read only the first max_tokens tokens of every document
     head_hidden: int = 50
@@ -91,7 +92,7 @@ class ClassifierConfig(TrainConfig):
 CLF_PRESETS: dict[str, dict] = {
     "paper": {},
     "cpu": {},
-    "tiny": {"bs": 32, "bptt": 20, "max_len": 200, "lr": 2e-2, "epochs": 4},
+    "tiny": {"bs": 32, "bptt": 20, "max_len": 200, "lr": 2e-2, "epochs": 4, "min_steps": 0},
 }
 
 
@@ -338,6 +339,7 @@ def format_report(report: dict) -> str:
 
 def train(encoder: str | None = None, data: str | None = None, out: str | None = None,
           preset: str | None = None, epochs: int | None = None, max_steps: int | None = None,
+          min_steps: int | None = None,
           backwards: bool = ClassifierConfig.backwards, from_scratch: bool = ClassifierConfig.from_scratch,
           no_gradual_unfreezing: bool = False, no_discriminative: bool = False, head_only: bool = False,
           schedule: str | None = None, max_tokens: int | None = None, optimizer: str | None = None,
@@ -360,6 +362,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         preset: "paper", "cpu" or "tiny"; default: the encoder's (from scratch: "cpu").
         epochs: passes over the training documents.
         max_steps: stop after this many batches (the learning-rate schedule is fitted to it).
+        min_steps: train at least this many batches: on a tiny training set each epoch makes
+            several passes over it.
         backwards: read documents reversed; needs a backward encoder.
         from_scratch: random encoder weights instead of the encoder's (same architecture as the
             encoder when one is given, else the preset's); every layer then trains from the start
@@ -412,7 +416,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
     else:
         raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
 
-    fields = preset_options(CLF_PRESETS, preset, epochs=epochs, max_steps=max_steps, schedule=schedule, lr=lr,
+    fields = preset_options(CLF_PRESETS, preset, epochs=epochs, max_steps=max_steps, min_steps=min_steps,
+                            schedule=schedule, lr=lr,
                             optimizer=optimizer, bs=bs, seed=seed, max_train=max_train, max_tokens=max_tokens)
     cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),
                            encoder=str(encoder) if encoder else None,
@@ -460,7 +465,8 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
         set_trainable_groups(groups, 1)
     callbacks += build_callbacks(cfg.tricks)
     trainer = Trainer(model, classification_loss, optimizer, cfg.make_schedule(), callbacks,
-                      train_data=train_data, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,
+                      train_data=cfg.training_source(train_data), valid_data=valid_data, epochs=cfg.epochs,
+                      max_steps=cfg.max_steps,
                       clip=cfg.clip, out_dir=out_dir, device=device, monitor="valid_error",
                       checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
     history = trainer.fit(resume=resume)

@@ -17,7 +17,8 @@ from ..errors import UlmfitError
 from ..files import atomic_path
 from ..model.awd_lstm import AWDLSTMConfig
 from ..schedules import Schedule, default_arg, discriminative_lrs, make_schedule, stlr
-from ..training import LAST_CHECKPOINT, make_optimizer, optimizer_class
+from ..training import (LAST_CHECKPOINT, BatchSource, RepeatedPasses, make_optimizer, optimizer_class,
+                        passes_for)
 
 CONFIG = "config.json"
 MODEL = "model.pt"
@@ -38,6 +39,7 @@ class TrainConfig:
     data: str = ""                      # the tokenized folder trained on
     epochs: int = 1
     max_steps: int | None = None        # bound the run (the schedule is compressed to fit)
+    min_steps: int = 0                  # tiny data: epochs make several passes to train this many steps
     bs: int = 64
     bptt: int = 70
     backwards: bool = False             # read every document reversed
@@ -58,6 +60,8 @@ class TrainConfig:
         if isinstance(self.model, dict):  # loaded from JSON
             self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
         self.betas = tuple(self.betas)
+        if self.min_steps < 0:
+            raise UlmfitError(f"min_steps must be at least 0, got {self.min_steps}")
         optimizer_class(self.optimizer)
         self.make_schedule()  # an unknown name fails before any work
 
@@ -68,6 +72,11 @@ class TrainConfig:
         factor = self.disc_factor if disc_factor is None else disc_factor
         return make_optimizer(groups, discriminative_lrs(self.lr, len(groups), factor), self.optimizer,
                               self.betas, self.wd)
+
+    def training_source(self, source: BatchSource) -> BatchSource:
+        """``source`` with as many passes per epoch as ``min_steps`` needs (see ``RepeatedPasses``)."""
+        passes = passes_for(self.min_steps, self.epochs, source.n_batches(0))
+        return source if passes == 1 else RepeatedPasses(source, passes)
 
     def make_schedule(self) -> Schedule:
         return make_schedule(self.schedule, cut_frac=self.cut_frac, ratio=self.ratio)

@@ -69,7 +69,8 @@ FINETUNE_OVERRIDES: dict = {
 
 
 def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: int | None = None,
-             max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
+             max_steps: int | None = None, min_steps: int | None = None, bs: int | None = None,
+             bptt: int | None = None,
              lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
              backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
              optimizer: str | None = None, tricks: str | Sequence[str] | None = None, resume: bool = False,
@@ -85,6 +86,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
         preset: model and training size: "paper" (ULMFiT), "cpu" (small, 2-core CPU) or "tiny".
         epochs: passes over the training split.
         max_steps: stop after this many batches (the learning-rate schedule is fitted to it).
+        min_steps: train at least this many batches: on a tiny training set each epoch makes
+            several passes over it.
         bs: batch size (parallel rows of the token stream).
         bptt: mean window length in tokens.
         lr: peak learning rate.
@@ -104,7 +107,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
     """
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocab.load(data_dir)
-    fields = preset_options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, bs=bs, bptt=bptt,
+    fields = preset_options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, min_steps=min_steps, bs=bs,
+                            bptt=bptt,
                             lr=lr, seed=seed, backwards=backwards, schedule=schedule, optimizer=optimizer)
     model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=drop_mult)}
     cfg = LMTrainConfig(**fields, preset=preset, data=str(data_dir),
@@ -113,7 +117,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
 
 
 def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
-             max_steps: int | None = None, bs: int | None = None, bptt: int | None = None,
+             max_steps: int | None = None, min_steps: int | None = None, bs: int | None = None,
+             bptt: int | None = None,
              lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
              backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
              optimizer: str | None = None, no_discriminative: bool = False, max_train: int | None = None,
@@ -134,6 +139,8 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         out: output folder for the fine-tuned model and ``encoder.pt``; new or empty unless resuming.
         epochs: passes over the training split (0: map the vocabulary only).
         max_steps: stop after this many batches (the learning-rate schedule is fitted to it).
+        min_steps: train at least this many batches: on a tiny training set each epoch makes
+            several passes over it.
         bs: batch size (parallel rows of the token stream).
         bptt: mean window length in tokens.
         lr: peak learning rate of the top layer group.
@@ -161,7 +168,8 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         want, have = ("backward", "forward") if backwards else ("forward", "backward")
         raise UlmfitError(f"{pre_dir}: is a {have} language model; a {want} one needs a {want} pretrained model")
     fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs,
-                            max_steps=max_steps, bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards,
+                            max_steps=max_steps, min_steps=min_steps, bs=bs, bptt=bptt, lr=lr, seed=seed,
+                            backwards=backwards,
                             schedule=schedule, optimizer=optimizer, max_train=max_train)
     fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
     if no_discriminative:
@@ -314,7 +322,8 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     optimizer = cfg.make_optimizer(model.layer_groups())
     schedule = cfg.make_schedule()
     callbacks = [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta), *build_callbacks(cfg.tricks)]
-    trainer = Trainer(model, lm_loss, optimizer, schedule, callbacks, train_data=train_stream,
+    trainer = Trainer(model, lm_loss, optimizer, schedule, callbacks,
+                      train_data=cfg.training_source(train_stream),
                       valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
                       out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
     history = trainer.fit(resume=resume)
