@@ -4,7 +4,7 @@ import pytest
 
 from ulmfit.errors import UlmfitError
 from ulmfit.schedules import (constant, cosine, default_arg, discriminative_lrs, make_schedule,
-                              one_cycle, stlr)
+                              one_cycle, restarted, stlr)
 
 
 def test_stlr_matches_equation_3():
@@ -92,3 +92,28 @@ def test_the_schedule_option_accepts_the_warmup_schedules(trec_tok, tmp_path):
     assert load_config(ClassifierConfig, out / "config.json").schedule == "warmup_cosine"
     with pytest.raises(UlmfitError, match="unknown schedule 'warmup'"):
         train(data=str(trec_tok), out=str(tmp_path / "bad"), from_scratch=True, preset="tiny", schedule="warmup")
+
+
+def test_restarted_repeats_the_schedule_each_cycle_and_fits_a_shorter_run():
+    cycled = restarted(stlr, 10)
+    first = [stlr(k, 10) for k in range(10)]
+    assert [cycled(k, 30) for k in range(30)] == first * 3  # the total no longer matters, the cycle does
+    assert [cycled(k, 4) for k in range(4)] == [stlr(k, 4) for k in range(4)]
+    with pytest.raises(ValueError):
+        restarted(stlr, 0)
+
+
+def test_cycle_per_epoch_restarts_the_rate_in_every_epoch_of_a_classifier(trec_tok, tmp_path):
+    import json
+    from ulmfit.stages.classify import train
+
+    def end_of_epoch_lrs(name, **options):
+        train(data=str(trec_tok), out=str(tmp_path / name), from_scratch=True, preset="tiny", epochs=3,
+              max_train=96, device="cpu", **options)
+        return [json.loads(line)["lr"] for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+
+    # 96 documents at the tiny batch of 32 are 3 steps an epoch; the log has each epoch's last rate
+    once = end_of_epoch_lrs("once")
+    assert once == pytest.approx([2e-2 * stlr(step, 9) for step in (2, 5, 8)])  # one decay over the run
+    cycles = end_of_epoch_lrs("cycles", cycle_per_epoch=True)
+    assert cycles == pytest.approx([2e-2 * stlr(2, 3)] * 3)

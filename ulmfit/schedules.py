@@ -101,6 +101,19 @@ SCHEDULES: dict[str, Callable[..., float]] = {
 }
 
 
+def restarted(schedule: Schedule, cycle_steps: int) -> Schedule:
+    """``schedule`` run again every ``cycle_steps`` steps (a run bounded below one cycle gets one
+    cycle of its length). With a cycle per epoch, every stage of gradual unfreezing starts from the
+    peak rate again, as the original ULMFiT scripts trained each stage; one cycle over the whole run
+    leaves the layers unfrozen last only the decayed tail of it."""
+    if cycle_steps < 1:
+        raise ValueError(f"cycle_steps must be at least 1, got {cycle_steps}")
+
+    def cycled(step: int, total_steps: int) -> float:
+        return schedule(step % cycle_steps, min(cycle_steps, total_steps))
+    return cycled
+
+
 def default_arg(fn: Callable, name: str):
     """The default value of ``fn``'s argument ``name``; lets configs reuse it instead of restating it."""
     return inspect.signature(fn).parameters[name].default

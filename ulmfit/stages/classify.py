@@ -37,7 +37,7 @@ from ..config import load_config
 from ..errors import UlmfitError
 from ..files import atomic_path, read_json, save_npy, write_json
 from ..model.awd_lstm import AWDLSTM, make_config
-from ..schedules import default_arg, discriminative_lrs
+from ..schedules import default_arg, discriminative_lrs, restarted
 from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split, save_classes
 from ..text.readers import DocumentSource, ReadOptions
 from ..text.special import PAD_ID
@@ -73,6 +73,7 @@ class ClassifierConfig(TrainConfig):
     head_dropout: float = 0.1           # before the last linear layer (the first is the encoder's output_p)
     betas: tuple[float, float] = (0.7, 0.99)
     schedule: str = "stlr"
+    cycle_per_epoch: bool = False       # restart the schedule each epoch (each unfreezing stage)
     disc_factor: float = default_arg(discriminative_lrs, "factor")
     discriminative: bool = True         # per-group rates divided by disc_factor going down
     gradual_unfreezing: bool = True     # epoch 0 trains the head only, each epoch one group more
@@ -342,8 +343,9 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
           min_steps: int | None = None,
           backwards: bool = ClassifierConfig.backwards, from_scratch: bool = ClassifierConfig.from_scratch,
           no_gradual_unfreezing: bool = False, no_discriminative: bool = False, head_only: bool = False,
-          schedule: str | None = None, max_tokens: int | None = None, optimizer: str | None = None,
-          lr: float | None = None, bs: int | None = None, drop_mult: float | None = None,
+          schedule: str | None = None, cycle_per_epoch: bool = ClassifierConfig.cycle_per_epoch,
+          max_tokens: int | None = None, optimizer: str | None = None, lr: float | None = None,
+          bs: int | None = None, drop_mult: float | None = None,
           seed: int | None = None, max_train: int | None = None, tricks: str | Sequence[str] | None = None,
           resume: bool = False, device: str = "auto") -> dict:
     """Train a text classifier on a fine-tuned language model's encoder (ULMFiT stage 3).
@@ -373,6 +375,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         head_only: train the classifier head only; the encoder stays frozen (the paper's "last").
         schedule: learning-rate schedule: stlr, cosine, constant, one_cycle, warmup_constant, warmup_linear
             or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
+        cycle_per_epoch: run the schedule anew in every epoch, so each stage of gradual unfreezing
+            starts at the peak rate (the original ULMFiT scripts); default: one cycle over the run.
         optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
             its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
         lr: peak learning rate of the top group.
@@ -423,7 +427,7 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
                            encoder=str(encoder) if encoder else None,
                            from_scratch=from_scratch, backwards=backwards,
                            gradual_unfreezing=not (no_gradual_unfreezing or from_scratch or head_only),
-                           head_only=head_only,
+                           head_only=head_only, cycle_per_epoch=cycle_per_epoch,
                            discriminative=not (no_discriminative or from_scratch),
                            tricks=parse_tricks(tricks, "classifier"))
 
@@ -464,8 +468,12 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     if cfg.head_only:
         set_trainable_groups(groups, 1)
     callbacks += build_callbacks(cfg.tricks)
-    trainer = Trainer(model, classification_loss, optimizer, cfg.make_schedule(), callbacks,
-                      train_data=cfg.training_source(train_data), valid_data=valid_data, epochs=cfg.epochs,
+    source = cfg.training_source(train_data)
+    schedule = cfg.make_schedule()
+    if cfg.cycle_per_epoch:
+        schedule = restarted(schedule, source.n_batches(0))
+    trainer = Trainer(model, classification_loss, optimizer, schedule, callbacks,
+                      train_data=source, valid_data=valid_data, epochs=cfg.epochs,
                       max_steps=cfg.max_steps,
                       clip=cfg.clip, out_dir=out_dir, device=device, monitor="valid_error",
                       checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
