@@ -10,9 +10,10 @@
 #   RUNS: output root of scripts/trec6.sh (default runs/$PRESET), whose Wikipedia LMs, tokenized
 #         TREC-6 and fine-tuned forward LM the rows start from (run it first); MAX_STEPS: bound every run.
 #   LOWSHOT="100 200 500 1000 all": training-set sizes of the lowshot table.
-#   TRICKS: the tricks table's specs (see scripts/tricks.sh).
+#   TRICKS, OPTIONS: the tricks table's specs and option rows (see scripts/tricks.sh).
 # Tables (rows as "NN-name"):
-#   classifier   classifier fine-tuning (the paper's table 6), on $RUNS/trec/lm_fwd
+#   classifier   classifier fine-tuning (the paper's table 6), on $RUNS/trec/lm_fwd, and 10: row 09 with
+#                the schedule restarted in each epoch of gradual unfreezing (--cycle_per_epoch)
 #   pretraining  01-none: an LM trained on TREC-6 alone (ulmfit pretrain, as long as fine-tuning);
 #                02-wiki: the Wikipedia LM fine-tuned on TREC-6 (the paper's table 4)
 #   lm_finetune  the Wikipedia LM 01-none: not fine-tuned (its rows only mapped to TREC's vocabulary),
@@ -26,7 +27,8 @@
 #                many steps as $RUNS/trec/lm_fwd), 02-semisup-nN: on all training questions,
 #                03-scratch-nN: no LM (the paper's figure 3); 04-semisup+pseudo-nN: 02 plus one round
 #                of pseudo-labelling the other training questions (their labels hidden)
-#   tricks       00-baseline and a row per trick spec, see scripts/tricks.sh
+#   tricks       00-baseline, a row per trick spec and from 21 on a row per OPTIONS entry, see
+#                scripts/tricks.sh
 # The default fine-tuned LM of the pretraining, lm_finetune, direction and lowshot rows is fine-tuned
 # per seed (lms/fwd/seed<N>, lms/bwd/seed<N>), so each seed repeats the whole pipeline after pretraining.
 cd "$(dirname "$0")/.."
@@ -34,6 +36,9 @@ source scripts/common.sh
 SEEDS=${SEEDS:-0 1 2}
 TABLES=${TABLES:-classifier}
 LOWSHOT=${LOWSHOT:-100 200 500 1000 all}
+# The tricks table's option rows: schedules with warmup, LAMB, the default at a higher rate.
+DEFAULT_OPTIONS="--schedule=warmup_linear --optimizer=lamb,--lr=0.1 --schedule=warmup_constant --schedule=warmup_cosine
+                 --lr=0.03 --optimizer=lamb,--lr=0.03 --optimizer=lamb,--lr=0.3"
 TOK=$RUNS/trec/tok
 LM=$RUNS/trec/lm_fwd
 WIKI_LM=$RUNS/wiki/lm
@@ -149,6 +154,7 @@ table_classifier() {
     run classifier 07-freez+stlr --encoder "$LM" --no_discriminative
     run classifier 08-freez+cos --encoder "$LM" --no_discriminative --schedule cosine
     run classifier 09-freez+discr+stlr --encoder "$LM"
+    run classifier 10-freez+discr+stlr+cycles --encoder "$LM" --cycle_per_epoch
 }
 
 table_pretraining() {
@@ -200,14 +206,22 @@ print(" ".join(name for name, trick in json.load(sys.stdin).items()
                if "classifier" in trick["stages"] and name != "pseudo_label"))'
 }
 
-# Training tricks (scripts/tricks.sh): the default classifier with each spec of TRICKS.
+# row_name TEXT: TEXT made a folder name (characters other than letters, digits and _.=+- become _).
+row_name() { echo "$1" | tr -c 'A-Za-z0-9_.=+-' _ | sed 's/_*$//'; }
+
+# Training tricks (scripts/tricks.sh): the default classifier with each spec of TRICKS, then with
+# each entry of OPTIONS (train options joined by commas, e.g. "--optimizer=lamb,--lr=0.1").
 table_tricks() {
     local i=0 spec
     run tricks 00-baseline --encoder "$LM"
     for spec in ${TRICKS:-$(classifier_tricks)}; do
         i=$((i + 1))
-        run tricks "$(printf %02d $i)-$(echo "$spec" | tr , + | tr -c 'A-Za-z0-9_.=+-' _ | sed 's/_*$//')" \
-            --encoder "$LM" --tricks "$spec"
+        run tricks "$(printf %02d $i)-$(row_name "$(echo "$spec" | tr , +)")" --encoder "$LM" --tricks "$spec"
+    done
+    i=20
+    for spec in ${OPTIONS-$DEFAULT_OPTIONS}; do
+        i=$((i + 1))
+        run tricks "$i-$(row_name "$(echo "$spec" | sed 's/^--//; s/,--/_/g')")" --encoder "$LM" ${spec//,/ }
     done
 }
 

@@ -96,9 +96,13 @@ def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(
 @pytest.mark.slow
 def test_tricks_table_has_a_baseline_and_a_row_per_trick_with_peak_memory(trec6):
     runs, _ = trec6
-    run_script("tricks.sh", runs, SEEDS="0", MAX_STEPS="4", TRICKS="label_smoothing(alpha=0.2)")
+    run_script("tricks.sh", runs, SEEDS="0", MAX_STEPS="4", TRICKS="label_smoothing(alpha=0.2)",
+               OPTIONS="--optimizer=lamb,--lr=0.1")
     out = runs / "ablations" / "trec6" / "tricks"
-    assert sorted(p.name for p in out.iterdir()) == ["00-baseline", "01-label_smoothing_alpha=0.2"]
+    assert sorted(p.name for p in out.iterdir()) == ["00-baseline", "01-label_smoothing_alpha=0.2",
+                                                     "21-optimizer=lamb_lr=0.1"]
+    lamb = read(out / "21-optimizer=lamb_lr=0.1" / "seed0" / "config.json")
+    assert (lamb["optimizer"], lamb["lr"], lamb["tricks"]) == ("lamb", 0.1, {})
     assert read(out / "01-label_smoothing_alpha=0.2" / "seed0" / "config.json")["tricks"] == {
         "label_smoothing": {"alpha": 0.2}}
     assert read(out / "00-baseline" / "seed0" / "config.json")["tricks"] == {}
