@@ -110,12 +110,12 @@ lm_run() {
 default_run() {
     local table=$1 row=$2 seed=$3 dir=$4; shift 4
     local back=$([ "$dir" = bwd ] && echo "--backwards" || true)
-    local shared=direction/$([ "$dir" = bwd ] && echo 02-bwd || echo 01-fwd)
-    if [ $# -eq 0 ] && [ "$table/$row" != "$shared" ]; then
+    local shared=$([ "$dir" = bwd ] && echo 02-bwd || echo 01-fwd)
+    if [ $# -eq 0 ] && [ "$table/$row" != "direction/$shared" ]; then
         pending "$table" "$row" "$seed" || return 0
-        default_run "${shared%/*}" "${shared#*/}" "$seed" "$dir"
+        default_run direction "$shared" "$seed" "$dir"
         rm -rf "$OUT/$table/$row/seed$seed" && mkdir -p "$OUT/$table/$row"
-        cp -r "$OUT/$shared/seed$seed" "$OUT/$table/$row/seed$seed"
+        cp -r "$OUT/direction/$shared/seed$seed" "$OUT/$table/$row/seed$seed"
         return 0
     fi
     lm_run "$table" "$row" "$seed" "$dir/seed$seed" finetune --pretrained "${WIKI_LM}_$dir" --seed "$seed" \

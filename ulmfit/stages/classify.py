@@ -421,8 +421,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
 
     fields = preset_options(CLF_PRESETS, preset, epochs=epochs, max_steps=max_steps, min_steps=min_steps,
-                            schedule=schedule, lr=lr,
-                            optimizer=optimizer, bs=bs, seed=seed, max_train=max_train, max_tokens=max_tokens)
+                            schedule=schedule, lr=lr, optimizer=optimizer, bs=bs, seed=seed, max_train=max_train,
+                            max_tokens=max_tokens)
     cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),
                            encoder=str(encoder) if encoder else None,
                            from_scratch=from_scratch, backwards=backwards,
@@ -473,8 +473,7 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     if cfg.cycle_per_epoch:
         schedule = restarted(schedule, source.n_batches(0))
     trainer = Trainer(model, classification_loss, optimizer, schedule, callbacks,
-                      train_data=source, valid_data=valid_data, epochs=cfg.epochs,
-                      max_steps=cfg.max_steps,
+                      train_data=source, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,
                       clip=cfg.clip, out_dir=out_dir, device=device, monitor="valid_error",
                       checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
     history = trainer.fit(resume=resume)

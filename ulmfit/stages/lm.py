@@ -70,9 +70,8 @@ FINETUNE_OVERRIDES: dict = {
 
 def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: int | None = None,
              max_steps: int | None = None, min_steps: int | None = None, bs: int | None = None,
-             bptt: int | None = None,
-             lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
-             backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
+             bptt: int | None = None, lr: float | None = None, drop_mult: float | None = None,
+             seed: int | None = None, backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
              optimizer: str | None = None, tricks: str | Sequence[str] | None = None, resume: bool = False,
              device: str = "auto") -> dict:
     """Train a language model from scratch on a tokenized corpus (e.g. Wikipedia).
@@ -107,9 +106,9 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
     """
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocab.load(data_dir)
-    fields = preset_options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, min_steps=min_steps, bs=bs,
-                            bptt=bptt,
-                            lr=lr, seed=seed, backwards=backwards, schedule=schedule, optimizer=optimizer)
+    fields = preset_options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, min_steps=min_steps,
+                            bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards, schedule=schedule,
+                            optimizer=optimizer)
     model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=drop_mult)}
     cfg = LMTrainConfig(**fields, preset=preset, data=str(data_dir),
                         model=make_config(preset, len(vocab), **model_overrides), tricks=parse_tricks(tricks, "lm"))
@@ -118,9 +117,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
 
 def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
              max_steps: int | None = None, min_steps: int | None = None, bs: int | None = None,
-             bptt: int | None = None,
-             lr: float | None = None, drop_mult: float | None = None, seed: int | None = None,
-             backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
+             bptt: int | None = None, lr: float | None = None, drop_mult: float | None = None,
+             seed: int | None = None, backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
              optimizer: str | None = None, no_discriminative: bool = False, max_train: int | None = None,
              tricks: str | Sequence[str] | None = None, resume: bool = False, device: str = "auto") -> dict:
     """Fine-tune a pretrained language model on the target corpus (ULMFiT stage 2).
@@ -169,8 +167,7 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         raise UlmfitError(f"{pre_dir}: is a {have} language model; a {want} one needs a {want} pretrained model")
     fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs,
                             max_steps=max_steps, min_steps=min_steps, bs=bs, bptt=bptt, lr=lr, seed=seed,
-                            backwards=backwards,
-                            schedule=schedule, optimizer=optimizer, max_train=max_train)
+                            backwards=backwards, schedule=schedule, optimizer=optimizer, max_train=max_train)
     fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
     if no_discriminative:
         fields["disc_factor"] = 1.0
