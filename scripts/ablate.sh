@@ -183,17 +183,19 @@ table_direction() {
     done
 }
 
+# With N=all the classifiers read every labelled question, so 02-semisup is the default run (shared)
+# and 03-scratch gets no --max_train; the supervised LM still reads only the labelled questions.
 table_lowshot() {
-    local n max_train
+    local n max_train subset
     for n in $LOWSHOT; do
         max_train=$([ "$n" = all ] && json "$TOK/metrics.json" splits.train.docs || echo "$n")
+        subset=$([ "$n" = all ] || echo "--max_train $n")
         for seed in $SEEDS; do
             lm_run lowshot "01-ulmfit-n$n" "$seed" "ulmfit-n$n/seed$seed" finetune --pretrained "${WIKI_LM}_fwd" \
-                --seed "$seed" --max_train "$max_train" --min_steps "$lm_steps" $lm_length -- --max_train "$max_train"
-            default_run lowshot "02-semisup-n$n" "$seed" fwd --max_train "$max_train"
-            run1 lowshot "03-scratch-n$n" "$seed" --from_scratch --preset "$PRESET" --max_train "$max_train"
-            [ "$n" = all ] || default_run lowshot "04-semisup+pseudo-n$n" "$seed" fwd --max_train "$max_train" \
-                --tricks pseudo_label
+                --seed "$seed" --max_train "$max_train" --min_steps "$lm_steps" $lm_length -- $subset
+            default_run lowshot "02-semisup-n$n" "$seed" fwd $subset
+            run1 lowshot "03-scratch-n$n" "$seed" --from_scratch --preset "$PRESET" $subset
+            [ "$n" = all ] || default_run lowshot "04-semisup+pseudo-n$n" "$seed" fwd $subset --tricks pseudo_label
         done
     done
 }

@@ -53,14 +53,15 @@ def test_trec6_recipe_runs_end_to_end_on_the_tiny_preset(trec6):
 @pytest.mark.slow
 def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(trec6):
     runs, _ = trec6
-    settings = {"SEEDS": "0", "MAX_STEPS": "4", "LOWSHOT": "100",
+    settings = {"SEEDS": "0", "MAX_STEPS": "4", "LOWSHOT": "100 all",
                 "TABLES": "pretraining lm_finetune direction lowshot"}
     result = run_script("ablate.sh", runs, **settings)
     out = runs / "ablations" / "trec6"
     rows = {"pretraining": ["01-none", "02-wiki"],
             "lm_finetune": ["01-none", "02-full", "03-full+discr", "04-full+discr+stlr"],
             "direction": ["01-fwd", "02-bwd", "03-ensemble"],
-            "lowshot": ["01-ulmfit-n100", "02-semisup-n100", "03-scratch-n100", "04-semisup+pseudo-n100"]}
+            "lowshot": ["01-ulmfit-n100", "01-ulmfit-nall", "02-semisup-n100", "02-semisup-nall",
+                        "03-scratch-n100", "03-scratch-nall", "04-semisup+pseudo-n100"]}
     for table, names in rows.items():
         assert sorted(p.name for p in (out / table).iterdir()) == names
         for name in names:
@@ -83,11 +84,16 @@ def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(
     assert lm_of("lowshot", "01-ulmfit-n100")["max_train"] == 100
     assert lm_of("lowshot", "01-ulmfit-n100")["min_steps"] == read(runs / "trec" / "lm_fwd" / "metrics.json")["steps"]
     # the default forward classifier is trained once per seed and copied into the rows that are it
-    for table, row in (("pretraining", "02-wiki"), ("lm_finetune", "04-full+discr+stlr")):
+    shared = (("pretraining", "02-wiki"), ("lm_finetune", "04-full+discr+stlr"), ("lowshot", "02-semisup-nall"))
+    for table, row in shared:
         assert f"== {table}/{row}" not in result.stderr
         assert read(out / table / row / "seed0" / "eval_test.json") == read(out / "direction/01-fwd/seed0/eval_test.json")
     assert lm_of("lowshot", "02-semisup-n100")["max_train"] is None
     assert read(out / "lowshot" / "03-scratch-n100" / "seed0" / "metrics.json")["train_docs"] == 100
+    # N=all: the supervised LM reads every labelled question, the classifiers take no --max_train
+    n_train = read(runs / "trec" / "tok" / "metrics.json")["splits"]["train"]["docs"]
+    assert lm_of("lowshot", "01-ulmfit-nall")["max_train"] == n_train
+    assert read(out / "lowshot" / "03-scratch-nall" / "seed0" / "config.json")["max_train"] is None
 
     again = run_script("ablate.sh", runs, **settings)
     assert "==" not in again.stderr
