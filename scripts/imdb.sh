@@ -3,8 +3,8 @@
 # fine-tuned on the reviews (labelled and unlabelled), the classifier trained and evaluated on the
 # test reviews, forward and backward, then the ensemble of both directions. Each stage is skipped
 # when its output has metrics.json, and an interrupted one resumes.
-#   PRESET=cpu (default): a subset sized to run in about an hour on 2 CPU cores once the Wikipedia
-#          LMs exist (an estimate from the stages' throughput): IMDB_DOCS=2000 reviews of each of
+#   PRESET=cpu (default): a subset that ran in 84 min on 2 CPU cores once the Wikipedia LMs
+#          existed (1 thread, the other core busy; see README.md): IMDB_DOCS=2000 reviews of each of
 #          train and test (half positive, half negative) and IMDB_DOCS unlabelled ones, taken evenly
 #          over the sorted file names and extracted to $RUNS/imdb/subset<IMDB_DOCS> (tokenize
 #          --max_docs would read one class only: the archive holds each class in one block); the
