@@ -36,6 +36,10 @@ source scripts/common.sh
 SEEDS=${SEEDS:-0 1 2}
 TABLES=${TABLES:-classifier}
 LOWSHOT=${LOWSHOT:-100 200 500 1000 all}
+# The tricks table's trick rows, in the order of the published table (docs/results/trec6-cpu), so a
+# rerun fills the same row numbers: every classifier trick of `ulmfit tricks` (tests check this) but
+# pseudo_label, which needs unlabelled questions: the lowshot table's 04-pseudo rows run it.
+DEFAULT_TRICKS="label_smoothing ema(decay=0.99) fgm rdrop eda swa focal accumulate amp lookahead pgd sharpen"
 # The tricks table's option rows: schedules with warmup, LAMB, the default at a higher rate.
 DEFAULT_OPTIONS="--schedule=warmup_linear --optimizer=lamb,--lr=0.1 --schedule=warmup_constant --schedule=warmup_cosine
                  --lr=0.03 --optimizer=lamb,--lr=0.03 --optimizer=lamb,--lr=0.3"
@@ -200,23 +204,31 @@ table_lowshot() {
     done
 }
 
-# classifier_tricks: the names of every trick for the classifier (`ulmfit tricks`) but
-# pseudo_label, which needs unlabelled questions: the lowshot table's 04-pseudo rows run it.
-classifier_tricks() {
-    ulmfit tricks | python -c 'import json, sys
-print(" ".join(name for name, trick in json.load(sys.stdin).items()
-               if "classifier" in trick["stages"] and name != "pseudo_label"))'
-}
-
 # row_name TEXT: TEXT made a folder name (characters other than letters, digits and _.=+- become _).
 row_name() { echo "$1" | tr -c 'A-Za-z0-9_.=+-' _ | sed 's/_*$//'; }
 
-# Training tricks (scripts/tricks.sh): the default classifier with each spec of TRICKS, then with
-# each entry of OPTIONS (train options joined by commas, e.g. "--optimizer=lamb,--lr=0.1").
+# tta_run TABLE ROW FROM PASSES: the runs of row FROM copied and evaluated with test-time
+# augmentation (`ulmfit evaluate --tta PASSES`).
+tta_run() {
+    local table=$1 row=$2 from=$3 passes=$4 seed dir
+    for seed in $SEEDS; do
+        pending "$table" "$row" "$seed" || continue
+        dir=$OUT/$table/$row/seed$seed
+        echo "== $table/$row seed $seed" >&2
+        rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
+        cp -r "$OUT/$table/$from/seed$seed" "$dir" && rm "$dir/eval_test.json"
+        ulmfit evaluate --model "$dir" --data "$TOK" --split test --tta "$passes" >/dev/null
+    done
+}
+
+# Training tricks (scripts/tricks.sh): the default classifier with each spec of TRICKS, the same
+# classifier evaluated with 4 passes of test-time augmentation (20-tta4), then with each entry of
+# OPTIONS (train options joined by commas, e.g. "--optimizer=lamb,--lr=0.1").
 table_tricks() {
     local i=0 spec
     run tricks 00-baseline --encoder "$LM"
-    for spec in ${TRICKS:-$(classifier_tricks)}; do
+    tta_run tricks 20-tta4 00-baseline 4
+    for spec in ${TRICKS-$DEFAULT_TRICKS}; do
         i=$((i + 1))
         run tricks "$(printf %02d $i)-$(row_name "$(echo "$spec" | tr , +)")" --encoder "$LM" --tricks "$spec"
     done

@@ -6,7 +6,9 @@
 # records its peak memory (peak_rss_mb) beside its time.
 #   TRICKS: space-separated specs, each given to `ulmfit train --tricks` as it is, e.g.
 #           TRICKS="label_smoothing(alpha=0.2) fgm,ema" (a comma combines tricks in one row);
-#           default: every classifier trick of `ulmfit tricks` with its default parameters.
+#           default: every classifier trick of `ulmfit tricks` (ema with decay 0.99, the others
+#           with their default parameters; scripts/ablate.sh, DEFAULT_TRICKS); TRICKS="" runs none.
+#   Row "20-tta4": the baseline's classifiers evaluated with 4 passes of test-time augmentation.
 #   OPTIONS: rows "21-<options>", "22-..." of train options instead of a trick, each entry's options
 #           joined by commas, e.g. OPTIONS="--schedule=warmup_linear --optimizer=lamb,--lr=0.1";
 #           default: the warmup schedules, LAMB at three rates and the default at rate 0.03

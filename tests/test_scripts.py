@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ulmfit.paths import REPO_ROOT, data_root
+from ulmfit.tricks import list_tricks
 
 
 def run_script(name: str, runs: Path, **settings: str) -> subprocess.CompletedProcess:
@@ -106,7 +107,7 @@ def test_tricks_table_has_a_baseline_and_a_row_per_trick_with_peak_memory(trec6)
                OPTIONS="--optimizer=lamb,--lr=0.1")
     out = runs / "ablations" / "trec6" / "tricks"
     assert sorted(p.name for p in out.iterdir()) == ["00-baseline", "01-label_smoothing_alpha=0.2",
-                                                     "21-optimizer=lamb_lr=0.1"]
+                                                     "20-tta4", "21-optimizer=lamb_lr=0.1"]
     lamb = read(out / "21-optimizer=lamb_lr=0.1" / "seed0" / "config.json")
     assert (lamb["optimizer"], lamb["lr"], lamb["tricks"]) == ("lamb", 0.1, {})
     assert read(out / "01-label_smoothing_alpha=0.2" / "seed0" / "config.json")["tricks"] == {
@@ -114,6 +115,19 @@ def test_tricks_table_has_a_baseline_and_a_row_per_trick_with_peak_memory(trec6)
     assert read(out / "00-baseline" / "seed0" / "config.json")["tricks"] == {}
     assert read(out / "00-baseline" / "seed0" / "metrics.json")["peak_rss_mb"] > 50
     assert (out / "00-baseline" / "seed0" / "eval_test.json").exists()
+    assert read(out / "20-tta4" / "seed0" / "eval_test.json")["tta"] == 4
+    baseline_weights = (out / "00-baseline" / "seed0" / "model.pt").read_bytes()
+    assert (out / "20-tta4" / "seed0" / "model.pt").read_bytes() == baseline_weights
+
+
+def test_default_tricks_row_list_names_every_classifier_trick_but_pseudo_label():
+    read_list = "source <(grep ^DEFAULT_TRICKS= scripts/ablate.sh); echo $DEFAULT_TRICKS"
+    listed = subprocess.run(["bash", "-c", read_list], cwd=REPO_ROOT, capture_output=True, text=True,
+                            check=True).stdout.split()
+    names = sorted(spec.split("(")[0] for spec in listed)
+    classifier_tricks = sorted(name for name, trick in list_tricks().items()
+                               if "classifier" in trick["stages"] and name != "pseudo_label")
+    assert names == classifier_tricks
 
 
 @pytest.mark.slow
