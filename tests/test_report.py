@@ -34,7 +34,11 @@ def runs(tmp_path) -> Path:
     make_run(clf / "03-ensemble" / "seed0", 0.04)  # an ensemble's minimal metrics: test error only
     (clf / "04-broken" / "seed0").mkdir(parents=True)
     (clf / "04-broken" / "seed0" / "metrics.json").write_text("{}")  # trained, never evaluated
-    (root / "lms" / "01-none" / "seed0").mkdir(parents=True)  # a language model: no classifier files
+    (root / "lms" / "01-none" / "seed0").mkdir(parents=True)  # an interrupted language model
+    lm = root / "lms" / "02-fwd" / "seed0"  # a finished one: left out, it is no run
+    lm.mkdir(parents=True)
+    (lm / "encoder.pt").write_bytes(b"")
+    (lm / "metrics.json").write_text("{}")
     make_run(root / "pretraining" / "01-none" / "seed0", 0.11, [0.12], time_s=5.0)
     make_run(root / "pretraining" / "02-wiki" / "seed0", 0.06, [0.07], time_s=6.0)
     for method, n, errors in [("ulmfit", "100", (0.2, 0.3)), ("scratch", "100", (0.5, 0.6)),

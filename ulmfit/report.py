@@ -19,7 +19,7 @@ from typing import Sequence
 
 from .errors import UlmfitError
 from .files import atomic_path, read_json, write_text
-from .stages.common import METRICS
+from .stages.common import ENCODER, METRICS
 from .training import LOG
 
 EVAL_TEST = "eval_test.json"
@@ -128,6 +128,8 @@ def collect_runs(root: Path) -> tuple[list[Run], list[tuple[Path, str]]]:
     folders = sorted((p for p in root.glob("*/*/*") if p.is_dir()),
                      key=lambda p: [natural_key(part) for part in p.relative_to(root).parts])
     for folder in folders:
+        if (folder / ENCODER).exists() and not (folder / EVAL_TEST).exists():
+            continue  # a language model the rows start from (ablate.sh's lms/), not a run
         reason = skip_reason(folder)
         if reason:
             skipped.append((folder, reason))
@@ -323,8 +325,9 @@ def report(runs_dir: str, out: str | None = None) -> dict:
     """Turn ablation run folders into a Markdown report with tables and PNG plots.
 
     Reads ``RUNS_DIR/<table>/<row>/seed<N>/`` (written by scripts/ablate.sh: metrics.json,
-    log.jsonl and eval_test.json of ``ulmfit train`` and ``ulmfit evaluate``); folders without
-    metrics.json and eval_test.json (language models, unfinished runs) are skipped and listed.
+    log.jsonl and eval_test.json of ``ulmfit train`` and ``ulmfit evaluate``); language models
+    (folders with encoder.pt) are left out, other folders without metrics.json and eval_test.json
+    (unfinished runs) are skipped and listed.
     Per table: test and validation error (mean ± std over seeds), time per run, the paper's
     figure where there is one, a bar chart and training curves; the "lowshot" table also gets
     error against the number of labelled examples.
