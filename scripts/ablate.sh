@@ -108,6 +108,12 @@ lm_run() {
     run1 "$table" "$row" "$seed" --encoder "$OUT/lms/$name" "$@"
 }
 
+# copy_run FOLDER TABLE ROW SEED: the finished run FOLDER copied in as the run of another row.
+copy_run() {
+    local dir=$OUT/$2/$3/seed$4
+    rm -rf "$dir" && mkdir -p "$(dirname "$dir")" && cp -r "$1" "$dir"
+}
+
 # default_run TABLE ROW SEED DIRECTION TRAIN-OPTIONS...: one classifier on the seed's default
 # fine-tuning of the Wikipedia LM of DIRECTION (fwd or bwd). Without TRAIN-OPTIONS it is the same run
 # in every table: trained once, as direction/01-fwd or 02-bwd, and copied into the other rows.
@@ -118,8 +124,7 @@ default_run() {
     if [ $# -eq 0 ] && [ "$table/$row" != "direction/$shared" ]; then
         pending "$table" "$row" "$seed" || return 0
         default_run direction "$shared" "$seed" "$dir"
-        rm -rf "$OUT/$table/$row/seed$seed" && mkdir -p "$OUT/$table/$row"
-        cp -r "$OUT/direction/$shared/seed$seed" "$OUT/$table/$row/seed$seed"
+        copy_run "$OUT/direction/$shared/seed$seed" "$table" "$row" "$seed"
         return 0
     fi
     lm_run "$table" "$row" "$seed" "$dir/seed$seed" finetune --pretrained "${WIKI_LM}_$dir" --seed "$seed" \
@@ -215,8 +220,7 @@ tta_run() {
         pending "$table" "$row" "$seed" || continue
         dir=$OUT/$table/$row/seed$seed
         echo "== $table/$row seed $seed" >&2
-        rm -rf "$dir" && mkdir -p "$(dirname "$dir")"
-        cp -r "$OUT/$table/$from/seed$seed" "$dir" && rm "$dir/eval_test.json"
+        copy_run "$OUT/$table/$from/seed$seed" "$table" "$row" "$seed" && rm "$dir/eval_test.json"
         ulmfit evaluate --model "$dir" --data "$TOK" --split test --tta "$passes" >/dev/null
     done
 }

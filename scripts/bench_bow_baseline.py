@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ulmfit.classifier.selection import labelled_docs  # noqa: E402
 from ulmfit.errors import UlmfitError  # noqa: E402
-from ulmfit.text.corpus import UNLABELLED, TokenizedSplit, load_classes, load_split  # noqa: E402
+from ulmfit.text.corpus import UNLABELLED, TokenizedSplit, load_split, require_classes  # noqa: E402
 
 WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -41,6 +41,10 @@ def bag_of_words(split: TokenizedSplit, docs: np.ndarray, vocab_size: int, max_t
                                    check_invariants=True).coalesce()
 
 
+def logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return torch.sparse.mm(x, weight) + bias
+
+
 def fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights and bias of an L2-penalized multinomial logistic regression (L-BFGS, full batch)."""
     weight = torch.zeros(x.shape[1], n_classes, requires_grad=True)
@@ -49,7 +53,7 @@ def fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float) -
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(torch.sparse.mm(x, weight) + bias, y) + weight_decay * weight.pow(2).sum()
+        loss = F.cross_entropy(logits(x, weight, bias), y) + weight_decay * weight.pow(2).sum()
         loss.backward()
         return loss
 
@@ -58,7 +62,7 @@ def fit(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float) -
 
 
 def error_rate(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> float:
-    return ((torch.sparse.mm(x, weight) + bias).argmax(dim=1) != y).float().mean().item()
+    return (logits(x, weight, bias).argmax(dim=1) != y).float().mean().item()
 
 
 def main() -> None:
@@ -71,9 +75,7 @@ def main() -> None:
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: no such folder")
     try:
-        classes = load_classes(args.data)
-        if not classes:
-            raise UlmfitError(f"{args.data}: no classes.json; the baseline needs labelled data")
+        classes = require_classes(args.data, "the baseline needs labelled data")
         chosen = labelled_docs(args.data, len(classes), args.seed, args.max_train)
         test = load_split(args.data, "test")
     except UlmfitError as error:

@@ -38,7 +38,8 @@ from ..errors import UlmfitError
 from ..files import atomic_path, read_json, save_npy, write_json
 from ..model.awd_lstm import AWDLSTM, make_config
 from ..schedules import default_arg, discriminative_lrs, restarted
-from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split, save_classes
+from ..text.corpus import (CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split, require_classes,
+                           save_classes)
 from ..text.readers import DocumentSource, ReadOptions
 from ..text.special import PAD_ID
 from ..text.tokenizers import load_tokenizer
@@ -401,9 +402,7 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         raise UlmfitError("--head_only trains on a pretrained encoder; it cannot be combined with --from_scratch")
     data_dir, out_dir = Path(data), Path(out)
     vocab = Vocab.load(require(data_dir / VOCAB))
-    classes = load_classes(data_dir)
-    if not classes:
-        raise UlmfitError(f"{data_dir / CLASSES_FILE}: file not found; tokenize labelled data to train a classifier")
+    classes = require_classes(data_dir, "tokenize labelled data to train a classifier")
 
     weights = None
     if encoder:

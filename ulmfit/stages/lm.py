@@ -28,7 +28,7 @@ from ..files import read_json, write_json
 from ..lm_data import LMStream
 from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
 from ..schedules import default_arg, discriminative_lrs
-from ..text.corpus import CLASSES_FILE, TokenizedSplit, available_splits, load_classes, load_split
+from ..text.corpus import TokenizedSplit, available_splits, load_split, require_classes
 from ..text.vocab import Vocab
 from ..training import ARTAR, LMWindows, Trainer, lm_loss, perplexity
 from ..tricks import build_callbacks, parse_tricks
@@ -363,9 +363,7 @@ def _documents(cfg: LMTrainConfig, data_dir: Path, split: str) -> tuple[Tokenize
     if split not in ("train", "valid"):
         return load_split(data_dir, split), None
     if cfg.max_train is not None:
-        classes = load_classes(data_dir)
-        if not classes:
-            raise UlmfitError(f"{data_dir / CLASSES_FILE}: file not found; --max_train needs labelled data")
+        classes = require_classes(data_dir, "--max_train needs labelled data")
         chosen = labelled_docs(data_dir, len(classes), cfg.seed, cfg.max_train)
         return (chosen.train, chosen.train_docs) if split == "train" else (chosen.valid, chosen.valid_docs)
     if "valid" not in available_splits(data_dir):

@@ -78,6 +78,14 @@ def load_classes(folder: str | os.PathLike) -> list[str] | None:
     return read_json(path) if path.exists() else None
 
 
+def require_classes(folder: str | os.PathLike, why: str) -> list[str]:
+    """The class names of a tokenized folder; without any, an error that says ``why`` they are needed."""
+    classes = load_classes(folder)
+    if not classes:
+        raise UlmfitError(f"{Path(folder) / CLASSES_FILE}: file not found; {why}")
+    return classes
+
+
 def save_classes(folder: str | os.PathLike, classes: list[str]) -> None:
     write_json(Path(folder) / CLASSES_FILE, list(classes))
 
