@@ -39,10 +39,10 @@ LOWSHOT=${LOWSHOT:-100 200 500 1000 all}
 # The tricks table's trick rows, in the order of the published table (docs/results/trec6-cpu), so a
 # rerun fills the same row numbers: every classifier trick of `ulmfit tricks` (tests check this) but
 # pseudo_label, which needs unlabelled questions: the lowshot table's 04-pseudo rows run it.
-DEFAULT_TRICKS="label_smoothing ema(decay=0.99) fgm rdrop eda swa focal accumulate amp lookahead pgd sharpen"
-# The tricks table's option rows: schedules with warmup, LAMB, the default at a higher rate.
+DEFAULT_TRICKS="label_smoothing ema(decay=0.99) fgm rdrop eda swa focal accumulate lookahead pgd sharpen"
+# The tricks table's option rows: schedules with warmup, LAMB, the default at a higher rate, in float32.
 DEFAULT_OPTIONS="--schedule=warmup_linear --optimizer=lamb,--lr=0.1 --schedule=warmup_constant --schedule=warmup_cosine
-                 --lr=0.03 --optimizer=lamb,--lr=0.03 --optimizer=lamb,--lr=0.3"
+                 --lr=0.03 --optimizer=lamb,--lr=0.03 --optimizer=lamb,--lr=0.3 --precision=fp32"
 TOK=$RUNS/trec/tok
 LM=$RUNS/trec/lm_fwd
 WIKI_LM=$RUNS/wiki/lm

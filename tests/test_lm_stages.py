@@ -11,7 +11,7 @@ from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
 from ulmfit.model.awd_lstm import AWDLSTM, LanguageModel
 from ulmfit.stages.lm import (LMTrainConfig, evaluate_lm, finetune, held_out_docs, map_lm_vocab, map_vocab_rows,
-                              pretrain)
+                              parse_cutoffs, pretrain)
 
 
 def unigram_perplexity(tok):
@@ -197,3 +197,27 @@ def test_backward_pretraining_reads_reversed_documents(ptb_tok, tmp_path):
                        device="cpu")
     assert load_config(LMTrainConfig, tmp_path / "bwd" / "config.json").backwards
     assert metrics["steps"] == 5
+
+
+def test_an_adaptive_softmax_lm_pretrains_finetunes_onto_a_new_vocabulary_and_logs_a_curve(ptb_tok, target_tok,
+                                                                                           tmp_path):
+    pre = tmp_path / "adaptive"
+    metrics = pretrain(str(ptb_tok), str(pre), preset="tiny", max_steps=30, softmax_cutoffs="100,1000",
+                       curve_every_s=1e-9, device="cpu")
+    cfg = load_config(LMTrainConfig, pre / "config.json")
+    assert cfg.model.softmax_cutoffs == (100, 1000) and cfg.curve_every_s == 1e-9
+    curve = [json.loads(line) for line in (pre / "curve.jsonl").read_text().splitlines()]
+    assert len(curve) == 31 and [p["step"] for p in curve] == list(range(1, 31)) + [30]  # every step, then the end
+    assert curve[-1]["valid_ppl"] < curve[0]["valid_ppl"] and curve[-1]["train_s"] >= curve[-2]["train_s"]
+    assert evaluate_lm(str(pre), str(ptb_tok), "valid")["loss"] == pytest.approx(metrics["final_valid_loss"],
+                                                                                   rel=1e-6)
+    tuned = finetune(str(pre), str(target_tok), str(tmp_path / "ft"), max_steps=5, device="cpu")
+    assert load_config(LMTrainConfig, tmp_path / "ft" / "config.json").model.softmax_cutoffs == (100, 1000)
+    assert math.isfinite(tuned["final_valid_loss"])
+
+
+def test_softmax_cutoffs_option():
+    assert parse_cutoffs((2000, 10000)) == parse_cutoffs("2000,10000") == (2000, 10000)
+    assert parse_cutoffs(0) == parse_cutoffs("") == ()
+    with pytest.raises(UlmfitError, match="--softmax_cutoffs 'many'"):
+        parse_cutoffs("many")

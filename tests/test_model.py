@@ -3,7 +3,6 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from ulmfit.config import load_config, save_config
 from ulmfit.errors import UlmfitError
@@ -25,6 +24,11 @@ def seed():
 
 def tiny_lm(**overrides) -> LanguageModel:
     return LanguageModel(make_config("tiny", VOCAB, **overrides))
+
+
+def nll(lm: LanguageModel, tokens: torch.Tensor, state=None) -> torch.Tensor:
+    """[B, T-1]: -log p of each next token of ``tokens`` (the model reads all but the last)."""
+    return lm.token_nll(lm(tokens[:, :-1], state), tokens[:, 1:])
 
 
 # ---------------------------------------------------------------- config and presets
@@ -83,9 +87,7 @@ def test_each_dropout_is_wired_into_training_mode_only(active):
     probs = {name: (0.5 if name == active else 0.0) for name in AWDLSTMConfig().dropouts()}
     lm = tiny_lm(**probs)
     tokens = torch.randint(2, VOCAB, (4, 8))
-    train_logits = lm.train()(tokens).logits
-    eval_logits = lm.eval()(tokens).logits
-    assert torch.allclose(train_logits, eval_logits) == (active is None)
+    assert torch.allclose(nll(lm.train(), tokens), nll(lm.eval(), tokens)) == (active is None)
 
 
 def test_last_dropped_is_last_raw_under_a_locked_mask():
@@ -94,13 +96,14 @@ def test_last_dropped_is_last_raw_under_a_locked_mask():
     mask = out.last_dropped / out.last_raw
     assert set(mask.detach().unique().tolist()) == {0.0, 2.0}
     torch.testing.assert_close(mask, mask[:, :1].expand_as(mask))
-    torch.testing.assert_close(out.logits, lm.decoder(out.last_dropped))
+    targets = torch.randint(2, VOCAB, (4, 8))
+    torch.testing.assert_close(lm.token_nll(out, targets), lm.decoder.nll(out.last_dropped, targets))
 
 
 def test_output_shapes_and_state():
     lm = tiny_lm()
     out = lm(torch.randint(0, VOCAB, (3, 7)))
-    assert out.logits.shape == (3, 7, VOCAB)
+    assert lm.token_nll(out, torch.randint(0, VOCAB, (3, 7))).shape == (3, 7)
     assert out.last_raw.shape == out.last_dropped.shape == (3, 7, 16)
     assert [tuple(h.shape) for h, _ in out.state] == [(1, 3, 32), (1, 3, 16)]
     assert [tuple(c.shape) for _, c in out.state] == [(1, 3, 32), (1, 3, 16)]
@@ -156,7 +159,7 @@ def test_checkpoint_holds_raw_weights_and_round_trips(tmp_path):
     other.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     assert other.decoder.weight is other.encoder.embedding.weight
     tokens = torch.randint(0, VOCAB, (2, 6))
-    torch.testing.assert_close(lm.eval()(tokens).logits, other.eval()(tokens).logits)
+    torch.testing.assert_close(nll(lm.eval(), tokens), nll(other.eval(), tokens))
 
 
 def test_carried_state_equals_one_long_window():
@@ -165,7 +168,7 @@ def test_carried_state_equals_one_long_window():
     whole = lm(tokens)
     first = lm(tokens[:, :5])
     second = lm(tokens[:, 5:], detach_state(first.state))
-    torch.testing.assert_close(torch.cat([first.logits, second.logits], 1), whole.logits)
+    torch.testing.assert_close(torch.cat([first.last_raw, second.last_raw], 1), whole.last_raw)
     for (h, c), (h2, c2) in zip(whole.state, second.state):
         torch.testing.assert_close(h, h2)
         torch.testing.assert_close(c, c2)
@@ -175,9 +178,9 @@ def test_eval_is_deterministic_and_training_is_not():
     lm = tiny_lm()
     tokens = torch.randint(0, VOCAB, (2, 6))
     lm.eval()
-    torch.testing.assert_close(lm(tokens).logits, lm(tokens).logits)
+    torch.testing.assert_close(nll(lm, tokens), nll(lm, tokens))
     lm.train()
-    assert not torch.allclose(lm(tokens).logits, lm(tokens).logits)
+    assert not torch.allclose(nll(lm, tokens), nll(lm, tokens))
 
 
 def test_training_reduces_loss_without_warnings():
@@ -189,7 +192,7 @@ def test_training_reduces_loss_without_warnings():
     def eval_loss():
         lm.eval()
         with torch.no_grad():
-            return F.cross_entropy(lm(tokens).logits.flatten(0, 1), targets.flatten()).item()
+            return lm.loss(lm(tokens), targets).item()
 
     before = eval_loss()
     with warnings.catch_warnings():
@@ -197,8 +200,7 @@ def test_training_reduces_loss_without_warnings():
         for _ in range(120):
             lm.train()
             out = lm(tokens)
-            loss = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
-            loss = loss + ar_tar_penalty(out.last_raw, out.last_dropped, lm.cfg.ar_alpha, lm.cfg.tar_beta)
+            loss = lm.loss(out, targets) + ar_tar_penalty(out.last_raw, out.last_dropped, lm.cfg.ar_alpha, lm.cfg.tar_beta)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -9,8 +9,9 @@ from ulmfit.errors import UlmfitError
 from ulmfit.lm_data import LMStream
 from ulmfit.model.awd_lstm import LanguageModel, make_config
 from ulmfit.schedules import discriminative_lrs, make_schedule
-from ulmfit.training import (ARTAR, BEST_WEIGHTS, LAST_CHECKPOINT, LOG, Callback, LMWindows, RepeatedPasses,
-                             Trainer, lm_loss, make_optimizer, passes_for)
+from ulmfit.lm_callbacks import ARTAR, LMWindows
+from ulmfit.training import (BEST_WEIGHTS, LAST_CHECKPOINT, LOG, Callback, RepeatedPasses, Trainer, make_optimizer,
+                             passes_for)
 
 from toy import toy_trainer
 
@@ -66,7 +67,7 @@ def tiny_lm_trainer(out_dir=None, epochs=2, extra=(), max_steps=None, checkpoint
     model = LanguageModel(cfg)
     groups = model.layer_groups()
     opt = make_optimizer(groups, discriminative_lrs(1e-2, len(groups)), wd=0.01, betas=(0.8, 0.99))
-    return Trainer(model, lm_loss, opt, make_schedule("stlr"),
+    return Trainer(model, model.loss, opt, make_schedule("stlr"),
                    [LMWindows(bptt=10), ARTAR(cfg.ar_alpha, cfg.tar_beta), *extra],
                    train_data=tiny_stream(), valid_data=tiny_stream(600, shuffle=False, seed=1),
                    epochs=epochs, max_steps=max_steps, clip=0.4, out_dir=out_dir,
@@ -235,23 +236,6 @@ def test_skipped_steps_accumulate_gradients_into_the_next_step():
     assert not torch.allclose(grads[0], grads[1])
 
 
-def test_loss_scale_scales_the_gradients_only():
-    grads = {}
-
-    class Probe(Callback):
-        def before_step(self, trainer):
-            grads[trainer.loss_scale is not None] = trainer.model.weight.grad.clone()
-            trainer.stop_training = True
-
-    plain = toy_trainer([Probe()], epochs=1)
-    plain.fit()
-    scaled = toy_trainer([Probe()], epochs=1)
-    scaled.loss_scale = lambda loss: loss * 8.0
-    scaled.fit()
-    assert torch.allclose(grads[True], 8.0 * grads[False])
-    assert plain.history[0]["train_loss"] == pytest.approx(scaled.history[0]["train_loss"])
-
-
 def test_export_weights_chooses_what_is_saved_as_best(tmp_path):
     class Zeros(Callback):
         def export_weights(self, trainer, state):
@@ -274,7 +258,7 @@ def test_ar_tar_is_added_to_training_losses_only():
         def after_loss(self, trainer):
             out = trainer.output
             with torch.no_grad():
-                added = trainer.loss - lm_loss(out, trainer.target)
+                added = trainer.loss - trainer.model.loss(out, trainer.target)
                 expected = ar_tar_penalty(out.last_raw, out.last_dropped, 2.0, 1.0) if trainer.training else 0.0
             self.extra[trainer.training].append((float(added), float(expected)))
 

@@ -9,16 +9,19 @@ named hook points. A training batch goes through::
     -> after_step
 
 and an evaluation batch through ``on_batch_start``, ``after_forward`` and ``after_loss`` only
-(``trainer.training`` tells which). Callbacks may replace ``trainer.inputs`` (before the forward),
+(``trainer.training`` tells which). In training, the forward, the loss and the hooks between them
+run under the run's precision (autocast for bf16/fp16, see :mod:`ulmfit.precision`); backward and
+step run outside it. Evaluation is always float32, so validation losses compare across precisions. Callbacks may replace ``trainer.inputs`` (before the forward),
 ``trainer.output`` or ``trainer.loss``, scale the learning rates set for the batch, set
 ``trainer.skip_step`` in ``before_step`` (gradients then keep accumulating into the next batch)
 or ``trainer.stop_training`` anywhere. Callbacks run in ascending ``order`` (stable), so a trick
 that must see the final loss (loss scaling) sorts after those that add to it.
 
-Two steps are replaceable attributes rather than hooks, for the tricks that must own them:
-``trainer.backward(loss)`` (scales the loss first when ``trainer.loss_scale`` is set) and
-``trainer.optimizer_step()`` (e.g. through a GradScaler). ``export_weights`` lets a callback
-choose the weights that are evaluated and saved as the best (e.g. an exponential average).
+``trainer.backward(loss)`` backpropagates a loss (scaled under fp16); tricks that add a loss call it
+too, and gradient accumulation wraps it. Under fp16 the gradients are unscaled before clipping and
+a step whose gradients overflowed is skipped (a GradScaler, saved in checkpoints).
+``export_weights`` lets a callback choose the weights that are evaluated and saved as the best
+(e.g. an exponential average).
 
 Data sources give batches with ``inputs`` (the model's positional arguments), ``target``,
 ``n_tokens`` and ``to(device)``, and have ``n_batches(epoch)`` and ``batches(epoch, start)``; the
@@ -40,8 +43,8 @@ from tqdm import tqdm
 
 from .errors import UlmfitError
 from .files import atomic_path, write_text
+from .precision import PRECISIONS, autocast
 from .progress import progress_bar
-from .model.awd_lstm import ar_tar_penalty, detach_state
 from .optim import Lamb
 from .schedules import Schedule
 
@@ -195,6 +198,7 @@ class Trainer:
         checkpoint_interval_s: also save ``last.pt`` during an epoch once this many seconds have
             passed since the last save (None: only after epochs; 0: after every batch).
         progress: show a progress bar on stderr (once a minute when not a terminal) and a line per epoch.
+        precision: fp32, bf16 or fp16 (see :mod:`ulmfit.precision`); fp16 scales the loss.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor],
@@ -203,16 +207,18 @@ class Trainer:
                  valid_data: BatchSource | None = None, epochs: int = 1, max_steps: int | None = None,
                  clip: float | None = None, out_dir: str | Path | None = None,
                  device: torch.device | str = "cpu", monitor: str = "valid_loss",
-                 checkpoint_interval_s: float | None = None, progress: bool = True):
+                 checkpoint_interval_s: float | None = None, progress: bool = True, precision: str = "fp32"):
         self.model, self.loss_fn, self.optimizer, self.schedule = model, loss_fn, optimizer, schedule
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
-        self.loss_scale: Callable[[Tensor], Tensor] | None = None  # e.g. a GradScaler's scale
-        self.optimizer_step: Callable[[], Any] = optimizer.step if optimizer is not None else None
         self.train_data, self.valid_data = train_data, valid_data
         self.epochs, self.max_steps, self.clip = epochs, max_steps, clip
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.device, self.monitor = torch.device(device), monitor
         self.checkpoint_interval_s, self.progress = checkpoint_interval_s, progress
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
         for group in optimizer.param_groups if optimizer is not None else ():
             group.setdefault("base_lr", group["lr"])
         self.epoch = self.batch_index = self.step = self.n_batches = 0
@@ -263,8 +269,8 @@ class Trainer:
         return dict(self.eval_metrics)
 
     def backward(self, loss: Tensor) -> None:
-        """Backpropagate ``loss`` (scaled by ``loss_scale`` when set); tricks that add a loss call this too."""
-        (self.loss_scale(loss) if self.loss_scale is not None else loss).backward()
+        """Backpropagate ``loss`` (scaled under fp16); tricks that add a loss call this too."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def exported_weights(self) -> dict[str, Tensor]:
         """The model's weights as callbacks choose to export them (see ``Callback.export_weights``)."""
@@ -285,6 +291,7 @@ class Trainer:
             "epoch_sums": {k: v.cpu() if isinstance(v, Tensor) else v for k, v in self._sums.items()},
             "history": self.history, "best": self.best, "rng": rng,
             "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
         }
 
     def load_checkpoint(self, path: Path) -> None:
@@ -305,6 +312,8 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
         for i, cb in enumerate(self.callbacks):
             cb.load_state_dict(ckpt["callbacks"].get(self._callback_key(i, cb), {}))
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -313,7 +322,8 @@ class Trainer:
         self.training = True
         self.n_batches = self.train_data.n_batches(self.epoch)
         self._call("on_epoch_start")
-        bar = progress_bar(self.progress, total=self.n_batches, initial=self.batch_index,
+        total = min(self.n_batches, self.batch_index + self.total_steps - self.step)  # max_steps may end it early
+        bar = progress_bar(self.progress, total=total, initial=self.batch_index,
                            desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False)
         start = last_save = time.perf_counter()
         for batch in self.train_data.batches(self.epoch, start=self.batch_index):
@@ -336,14 +346,15 @@ class Trainer:
         self.batch = batch.to(self.device)
         self.inputs, self.target = self.batch.inputs, self.batch.target
         self._call("on_batch_start")
-        self.output = self.model(*self.inputs)
-        self._call("after_forward")
-        self.loss = self.loss_fn(self.output, self.target)
-        if self.training:
-            self._sums["loss"] += self.loss.detach().double() * self.target.numel()
-            self._sums["count"] += self.target.numel()
-            self._sums["tokens"] += self.batch.n_tokens
-        self._call("after_loss")
+        with autocast(self.precision if self.training else "fp32", self.device):
+            self.output = self.model(*self.inputs)
+            self._call("after_forward")
+            self.loss = self.loss_fn(self.output, self.target)
+            if self.training:
+                self._sums["loss"] += self.loss.detach().double() * self.target.numel()
+                self._sums["count"] += self.target.numel()
+                self._sums["tokens"] += self.batch.n_tokens
+            self._call("after_loss")
 
     def _train_batch(self, batch: Batch) -> None:
         multiplier = self.schedule(self.step, self.total_steps)
@@ -356,13 +367,23 @@ class Trainer:
         self.skip_step = False
         self._call("before_step")
         if not self.skip_step:
-            if self.clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
-            self.optimizer_step()
+            self._optimizer_step()
             self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.batch_index += 1
         self._call("after_step")
+
+    def _optimizer_step(self) -> None:
+        """Clip and step; under fp16 on unscaled gradients, skipping a step that overflowed."""
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        if self.scaler is None:
+            self.optimizer.step()
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
 
     def _end_epoch(self) -> None:
         sums = self._sums
@@ -421,77 +442,3 @@ class Trainer:
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
-
-
-# -- language-model pieces ----------------------------------------------------------------------
-
-def lm_loss(output: Any, target: Tensor) -> Tensor:
-    """Next-token cross-entropy, in float32 whatever precision the logits come in."""
-    logits = output.logits
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1))
-
-
-class LMWindows(Callback):
-    """What reading a token stream in windows needs (AWD-LSTM):
-
-    * the hidden state is carried from window to window of the same rows and detached between
-      them (a fresh state at the start of every epoch and every evaluation);
-    * each training window's learning rates are scaled by ``seq_len / bptt``, so a short window
-      does not weigh as much as a full one;
-    * perplexities join the metrics.
-    """
-
-    def __init__(self, bptt: int):
-        self.bptt = bptt
-        self.state = None        # carried across training windows
-        self.eval_state = None   # carried across evaluation windows
-
-    def on_batch_start(self, trainer: Trainer) -> None:
-        if trainer.training:
-            if trainer.batch_index == 0:
-                self.state = None
-            scale = trainer.batch.seq_len / self.bptt
-            for group in trainer.optimizer.param_groups:
-                group["lr"] *= scale
-        state = self.state if trainer.training else self.eval_state
-        trainer.inputs = (*trainer.inputs, state)
-
-    def after_forward(self, trainer: Trainer) -> None:
-        state = detach_state(trainer.output.state)
-        if trainer.training:
-            self.state = state
-        else:
-            self.eval_state = state
-
-    def on_eval_start(self, trainer: Trainer) -> None:
-        self.eval_state = None
-
-    def on_eval_end(self, trainer: Trainer) -> None:
-        self.eval_state = None
-        trainer.eval_metrics["ppl"] = perplexity(trainer.eval_metrics["loss"])
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        trainer.metrics["train_ppl"] = perplexity(trainer.metrics["train_loss"])
-
-    def state_dict(self) -> dict:
-        if self.state is None:
-            return {}
-        return {"h": [h for h, _ in self.state], "c": [c for _, c in self.state]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.state = list(zip(state["h"], state["c"])) if state else None
-
-
-class ARTAR(Callback):
-    """Adds AWD-LSTM's activation (AR) and temporal activation (TAR) penalties to training losses.
-
-    Needs ``trainer.output.last_raw`` and ``last_dropped``; the reported losses stay pure.
-    """
-
-    def __init__(self, alpha: float, beta: float):
-        self.alpha, self.beta = alpha, beta
-
-    def after_loss(self, trainer: Trainer) -> None:
-        if trainer.training and (self.alpha or self.beta):
-            out = trainer.output
-            trainer.loss = trainer.loss + ar_tar_penalty(out.last_raw, out.last_dropped, self.alpha, self.beta)

@@ -5,12 +5,12 @@ from .awd_lstm import (
     AWDLSTMConfig,
     EncoderOutput,
     LanguageModel,
-    LMOutput,
     State,
     ar_tar_penalty,
     detach_state,
     make_config,
 )
+from .softmax import OutputLayer, cluster_bounds
 from .dropout import LockedDropout, WeightDropLSTM, embedding_dropout, locked_dropout
 
 __all__ = [
@@ -19,11 +19,12 @@ __all__ = [
     "AWDLSTMConfig",
     "EncoderOutput",
     "LanguageModel",
-    "LMOutput",
     "State",
     "ar_tar_penalty",
     "detach_state",
     "make_config",
+    "OutputLayer",
+    "cluster_bounds",
     "LockedDropout",
     "WeightDropLSTM",
     "embedding_dropout",

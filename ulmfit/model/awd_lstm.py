@@ -11,6 +11,7 @@ from ..config import config_from_dict
 from ..errors import UlmfitError
 from ..text.special import PAD_ID
 from .dropout import LockedDropout, WeightDropLSTM, embedding_dropout
+from .softmax import OutputLayer
 
 State = list[tuple[Tensor, Tensor]]  # (h, c) per layer, each [1, B, H_layer]
 
@@ -40,6 +41,7 @@ class AWDLSTMConfig:
     output_p: float = 0.4  # locked dropout on the last layer's output
     drop_mult: float = 1.0  # scales all five probabilities
     tie_weights: bool = True
+    softmax_cutoffs: tuple[int, ...] = ()  # adaptive softmax clusters (see model/softmax.py); (): full softmax
     ar_alpha: float = 2.0  # activation regularization
     tar_beta: float = 1.0  # temporal activation regularization
 
@@ -47,6 +49,10 @@ class AWDLSTMConfig:
         for name in ("emb_size", "hidden_size", "n_layers"):
             if getattr(self, name) < 1:
                 raise UlmfitError(f"AWDLSTMConfig: {name} must be positive, got {getattr(self, name)}")
+        self.softmax_cutoffs = tuple(self.softmax_cutoffs)
+        if any(b <= a for a, b in zip((0,) + self.softmax_cutoffs, self.softmax_cutoffs)):
+            raise UlmfitError(f"AWDLSTMConfig: softmax_cutoffs must be increasing positive ids, "
+                              f"got {list(self.softmax_cutoffs)}")
         if self.drop_mult < 0:
             raise UlmfitError(f"AWDLSTMConfig: drop_mult must be >= 0, got {self.drop_mult}")
         for name, p in self.dropouts().items():
@@ -69,11 +75,11 @@ class AWDLSTMConfig:
 PRESETS: dict[str, dict] = {
     # Howard & Ruder (2018): the dataclass defaults.
     "paper": {},
-    # Pretraining wikipedia/train-small (~2.3M tokens, ~30k vocabulary) on 2 CPU cores. The
-    # paper's shape (3 layers, last = embedding size) at about a third of its width: with a
-    # 30k vocabulary the tied decoder + softmax is ~60% of a step, so emb_size is the main
-    # cost; ~900 training tokens/s per core (bench_lm_throughput.py), ~25 min per epoch.
-    "cpu": {"emb_size": 200, "hidden_size": 512, "n_layers": 3},
+    # Pretraining wikipedia/train-small (~2.8M tokens, 30k vocabulary) on 2 CPU cores. The
+    # paper's shape (3 layers, last = embedding size) at about a third of its width. A full
+    # softmax over 30k words would be ~60% of a step; the adaptive one (2k frequent words, then
+    # clusters of 8k and 20k) makes a step 3x faster in float32 (bench_lm_throughput.py).
+    "cpu": {"emb_size": 200, "hidden_size": 512, "n_layers": 3, "softmax_cutoffs": (2000, 10000)},
     # Unit tests.
     "tiny": {"emb_size": 16, "hidden_size": 32, "n_layers": 2},
 }
@@ -91,13 +97,6 @@ class EncoderOutput(NamedTuple):
     last_raw: Tensor  # [B, T, emb_size] last LSTM layer's output before output dropout
     last_dropped: Tensor  # the same after output_p locked dropout
     state: State  # not detached: callers detach between windows
-
-
-class LMOutput(NamedTuple):
-    logits: Tensor  # [B, T, V]
-    last_raw: Tensor
-    last_dropped: Tensor
-    state: State
 
 
 def detach_state(state: State) -> State:
@@ -155,30 +154,39 @@ class AWDLSTM(nn.Module):
 
 
 class LanguageModel(nn.Module):
-    """AWD-LSTM encoder + a linear decoder whose weight is the embedding matrix (tied)."""
+    """AWD-LSTM encoder + an output layer whose word rows are the embedding matrix (tied).
+
+    The forward pass stops at the last layer's output; ``loss`` scores the targets from it, so
+    an adaptive softmax never builds the full [B, T, V] logits.
+    """
 
     def __init__(self, cfg: AWDLSTMConfig):
         super().__init__()
         self.encoder = AWDLSTM(cfg)
-        self.decoder = nn.Linear(cfg.emb_size, cfg.vocab_size)
+        self.decoder = OutputLayer(cfg.emb_size, cfg.vocab_size, cfg.softmax_cutoffs)
         if cfg.tie_weights:
             self.decoder.weight = self.encoder.embedding.weight
-        nn.init.zeros_(self.decoder.bias)
 
     @property
     def cfg(self) -> AWDLSTMConfig:
         return self.encoder.cfg
 
-    def forward(self, tokens: Tensor, state: State | None = None) -> LMOutput:
-        encoded = self.encoder(tokens, state)
-        return LMOutput(self.decoder(encoded.last_dropped), *encoded)
+    def forward(self, tokens: Tensor, state: State | None = None) -> EncoderOutput:
+        return self.encoder(tokens, state)
+
+    def token_nll(self, output: EncoderOutput, target: Tensor) -> Tensor:
+        """[B, T] float32: -log p(target_t | tokens up to t)."""
+        return self.decoder.nll(output.last_dropped, target)
+
+    def loss(self, output: EncoderOutput, target: Tensor) -> Tensor:
+        """Mean next-token cross-entropy, in float32 whatever precision the model runs in."""
+        return self.token_nll(output, target).mean()
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
-        """Bottom to top: each LSTM, then embedding + decoder together (they are tied)."""
+        """Bottom to top: each LSTM, then embedding + output layer together (they are tied)."""
         top = [self.encoder.embedding.weight]
-        if self.decoder.weight is not self.encoder.embedding.weight:
-            top.append(self.decoder.weight)
-        return self.encoder.layer_groups() + [top + [self.decoder.bias]]
+        top += [p for p in self.decoder.parameters() if p is not self.encoder.embedding.weight]
+        return self.encoder.layer_groups() + [top]
 
 
 def ar_tar_penalty(last_raw: Tensor, last_dropped: Tensor, alpha: float, beta: float) -> Tensor:

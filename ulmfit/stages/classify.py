@@ -35,6 +35,7 @@ from ..classifier.tta import tta_neighbours, tta_probs
 from ..classifier.selection import VALID_FRAC, check_labels, labelled_docs
 from ..config import load_config
 from ..errors import UlmfitError
+from ..precision import resolve_precision
 from ..files import atomic_path, read_json, save_npy, write_json
 from ..model.awd_lstm import AWDLSTM, make_config
 from ..schedules import default_arg, discriminative_lrs, restarted
@@ -348,7 +349,7 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
           max_tokens: int | None = None, optimizer: str | None = None, lr: float | None = None,
           bs: int | None = None, drop_mult: float | None = None,
           seed: int | None = None, max_train: int | None = None, tricks: str | Sequence[str] | None = None,
-          resume: bool = False, device: str = "auto") -> dict:
+          resume: bool = False, device: str = "auto", precision: str = "auto") -> dict:
     """Train a text classifier on a fine-tuned language model's encoder (ULMFiT stage 3).
 
     Gradual unfreezing (the head alone in the first epoch, one more layer group in each next
@@ -392,6 +393,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
             ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
+        precision: of training: auto (bf16 where the device computes it natively, else fp32), fp32,
+            bf16 or fp16 (GPU only). Evaluation and prediction run in fp32.
 
     Returns:
         The run's summary, as written to metrics.json.
@@ -419,6 +422,7 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
     else:
         raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
 
+    dev = resolve_device(device)
     fields = preset_options(CLF_PRESETS, preset, epochs=epochs, max_steps=max_steps, min_steps=min_steps,
                             schedule=schedule, lr=lr, optimizer=optimizer, bs=bs, seed=seed, max_train=max_train,
                             max_tokens=max_tokens)
@@ -428,13 +432,12 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
                            gradual_unfreezing=not (no_gradual_unfreezing or from_scratch or head_only),
                            head_only=head_only, cycle_per_epoch=cycle_per_epoch,
                            discriminative=not (no_discriminative or from_scratch),
-                           tricks=parse_tricks(tricks, "classifier"))
+                           tricks=parse_tricks(tricks, "classifier"), precision=resolve_precision(precision, dev))
 
     train_data, valid_data = _training_data(cfg, data_dir, len(classes))
     pool = _pseudo_label_pool(cfg, train_data, valid_data, resume)
     prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: bad data leaves no half-made folder
     save_classes(out_dir, classes)
-    dev = resolve_device(device)
     metrics = _fit(cfg, out_dir, len(classes), weights, train_data, valid_data, resume, dev)
     if pool is None:
         return metrics
@@ -474,7 +477,7 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     trainer = Trainer(model, classification_loss, optimizer, schedule, callbacks,
                       train_data=source, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,
                       clip=cfg.clip, out_dir=out_dir, device=device, monitor="valid_error",
-                      checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
+                      checkpoint_interval_s=CHECKPOINT_INTERVAL_S, precision=cfg.precision)
     history = trainer.fit(resume=resume)
     if not history:
         raise UlmfitError("the run trained no epoch (epochs or max_steps is 0)")

@@ -55,10 +55,14 @@ class TrainConfig:
     max_train: int | None = None        # low-shot: only this many labelled training documents
     tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
     seed: int = 0
+    precision: str = "fp32"             # as resolved for the run (see ulmfit.precision)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):  # loaded from JSON
             self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
+        if "amp" in self.tricks:  # a run from before --precision, when mixed precision was the trick "amp"
+            self.tricks = dict(self.tricks)
+            self.precision = self.tricks.pop("amp").get("dtype", "bf16")
         self.betas = tuple(self.betas)
         if self.min_steps < 0:
             raise UlmfitError(f"min_steps must be at least 0, got {self.min_steps}")

@@ -8,6 +8,7 @@ Both produce a language-model folder::
     vocab.json, tokenizer.json (+ spm.model)   copied from the tokenized data folder
     metrics.json  final and best validation loss and perplexity, tokens/s, time
     log.jsonl     one line of metrics per epoch
+    curve.jsonl   with --curve_every_s: validation perplexity against training time
     best.pt       weights of the epoch with the lowest validation loss
     last.pt       full training state, for --resume
 """
@@ -30,13 +31,17 @@ from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
 from ..schedules import default_arg, discriminative_lrs
 from ..text.corpus import TokenizedSplit, available_splits, load_split, require_classes
 from ..text.vocab import Vocab
-from ..training import ARTAR, LMWindows, Trainer, lm_loss, perplexity
+from ..lm_callbacks import ARTAR, LMWindows, ValidationCurve
+from ..precision import resolve_precision
+from ..training import Trainer, perplexity
 from ..tricks import build_callbacks, parse_tricks
 from .common import (CONFIG, ENCODER, METRICS, MODEL, SPM_MODEL, TOKENIZER, VOCAB, TrainConfig, first_line,
                      given_options, prepare_out, preset_options, require, resolve_device, save_weights)
 
 CHECKPOINT_INTERVAL_S = 600  # an interrupted run loses at most ten minutes
 HOLD_OUT_EVERY = 10  # without a valid split, every 10th training document validates
+CURVE = "curve.jsonl"  # --curve_every_s: validation perplexity against training time
+CURVE_TOKENS = 100_000  # ... on the first documents of the valid split that hold this many tokens
 
 
 @dataclass
@@ -49,6 +54,7 @@ class LMTrainConfig(TrainConfig):
     """
 
     pretrained: str | None = None       # fine-tuning: the pretrained LM folder
+    curve_every_s: float | None = None  # log a validation curve (curve.jsonl) every this many seconds
 
 
 # Training-side overrides of the LMTrainConfig defaults per preset (the model preset of the same
@@ -73,7 +79,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
              bptt: int | None = None, lr: float | None = None, drop_mult: float | None = None,
              seed: int | None = None, backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
              optimizer: str | None = None, tricks: str | Sequence[str] | None = None, resume: bool = False,
-             device: str = "auto") -> dict:
+             device: str = "auto", precision: str = "auto", softmax_cutoffs: int | Sequence[int] | None = None,
+             curve_every_s: float | None = None) -> dict:
     """Train a language model from scratch on a tokenized corpus (e.g. Wikipedia).
 
     Options left out take the preset's value (see ``LM_PRESETS`` in ulmfit/stages/lm.py).
@@ -100,6 +107,13 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
+        precision: auto (bf16 where the device computes it natively, else fp32), fp32, bf16 or
+            fp16 (GPU only); losses and AR/TAR are float32 in every case.
+        softmax_cutoffs: the adaptive softmax's clusters as increasing token ids, e.g. 2000,10000:
+            ids below 2000 in the head, then 2000-9999 and the rest (default: the preset's; the
+            vocabulary is frequency-sorted); 0 for a full softmax.
+        curve_every_s: every this many seconds of training, write the validation perplexity on the
+            first 100,000 tokens of the valid split to curve.jsonl (a learning curve against time).
 
     Returns:
         The run's summary, as written to metrics.json.
@@ -110,8 +124,11 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
                             bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards, schedule=schedule,
                             optimizer=optimizer)
     model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=drop_mult)}
+    if softmax_cutoffs is not None:
+        model_overrides["softmax_cutoffs"] = parse_cutoffs(softmax_cutoffs)
     cfg = LMTrainConfig(**fields, preset=preset, data=str(data_dir),
-                        model=make_config(preset, len(vocab), **model_overrides), tricks=parse_tricks(tricks, "lm"))
+                        model=make_config(preset, len(vocab), **model_overrides), tricks=parse_tricks(tricks, "lm"),
+                        precision=resolve_precision(precision, resolve_device(device)), curve_every_s=curve_every_s)
     return _train(cfg, data_dir, out_dir, vocab, initial_weights=None, resume=resume, device=device)
 
 
@@ -120,7 +137,8 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
              bptt: int | None = None, lr: float | None = None, drop_mult: float | None = None,
              seed: int | None = None, backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
              optimizer: str | None = None, no_discriminative: bool = False, max_train: int | None = None,
-             tricks: str | Sequence[str] | None = None, resume: bool = False, device: str = "auto") -> dict:
+             tricks: str | Sequence[str] | None = None, resume: bool = False, device: str = "auto",
+             precision: str = "auto") -> dict:
     """Fine-tune a pretrained language model on the target corpus (ULMFiT stage 2).
 
     The pretrained embedding and decoder rows are mapped onto the target vocabulary (known
@@ -156,6 +174,8 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
+        precision: auto (bf16 where the device computes it natively, else fp32), fp32, bf16 or
+            fp16 (GPU only); losses and AR/TAR are float32 in every case.
 
     Returns:
         The run's summary, as written to metrics.json.
@@ -173,7 +193,8 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         fields["disc_factor"] = 1.0
     model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=drop_mult))
     cfg = LMTrainConfig(**fields, preset=pre_cfg.preset, data=str(data_dir), pretrained=str(pre_dir),
-                        model=model_cfg, tricks=parse_tricks(tricks, "lm"))
+                        model=model_cfg, tricks=parse_tricks(tricks, "lm"),
+                        precision=resolve_precision(precision, resolve_device(device)))
     return _train(cfg, data_dir, out_dir, vocab, initial_weights=weights, resume=resume, device=device)
 
 
@@ -199,12 +220,22 @@ def evaluate_lm(model: str, data: str, split: str = "test", device: str = "auto"
     lm.load_state_dict(weights)
     dev = resolve_device(device)
     stream = _stream(cfg, Path(data), split, shuffle=False)
-    trainer = Trainer(lm.to(dev), lm_loss, callbacks=[LMWindows(cfg.bptt)], device=dev, progress=False)
+    trainer = Trainer(lm.to(dev), lm.loss, callbacks=[LMWindows(cfg.bptt)], device=dev, progress=False)
     result = trainer.evaluate(stream)
     return {**result, "tokens": stream.bs * (stream.row_len - 1)}
 
 
 # -- pieces -------------------------------------------------------------------------------------
+
+def parse_cutoffs(value: int | str | Sequence[int]) -> tuple[int, ...]:
+    """``--softmax_cutoffs`` as fire gives it (2000,10000 is a tuple; 0 an int) -> cutoffs; () is full."""
+    items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+    try:
+        cutoffs = tuple(int(c) for c in items)
+    except (TypeError, ValueError):
+        raise UlmfitError(f"--softmax_cutoffs {value!r}: expected increasing token ids like 2000,10000, "
+                          f"or 0 for a full softmax") from None
+    return () if cutoffs == (0,) else cutoffs
 
 def map_vocab_rows(old_itos: Sequence[str], new_itos: Sequence[str], old_weight: torch.Tensor) -> torch.Tensor:
     """Rows of ``old_weight`` (indexed by ``old_itos``) rearranged for ``new_itos``.
@@ -224,7 +255,7 @@ def map_vocab_rows(old_itos: Sequence[str], new_itos: Sequence[str], old_weight:
     return new_weight
 
 
-VOCAB_KEYS = ("encoder.embedding.weight", "decoder.weight", "decoder.bias")
+VOCAB_KEYS = ("encoder.embedding.weight", "decoder.weight", "decoder.bias")  # rows indexed by token id
 
 
 def map_lm_vocab(state: dict[str, torch.Tensor], old_itos: Sequence[str],
@@ -319,10 +350,14 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     optimizer = cfg.make_optimizer(model.layer_groups())
     schedule = cfg.make_schedule()
     callbacks = [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta), *build_callbacks(cfg.tricks)]
-    trainer = Trainer(model, lm_loss, optimizer, schedule, callbacks,
+    if cfg.curve_every_s:
+        curve_data = _stream(cfg, data_dir, "valid", shuffle=False, max_tokens=CURVE_TOKENS)
+        callbacks.append(ValidationCurve(curve_data, cfg.curve_every_s, out_dir / CURVE))
+    trainer = Trainer(model, model.loss, optimizer, schedule, callbacks,
                       train_data=cfg.training_source(train_stream),
                       valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
-                      out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)
+                      out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
+                      precision=cfg.precision)
     history = trainer.fit(resume=resume)
     if not history and cfg.pretrained:  # fine-tuning of no steps: the mapped pretrained model as it is
         history = [untrained_log(trainer.evaluate(valid_stream))]
@@ -343,9 +378,14 @@ def held_out_docs(n_docs: int, valid: bool) -> np.ndarray:
     return np.flatnonzero(held if valid else ~held)
 
 
-def _stream(cfg: LMTrainConfig, data_dir: Path, split: str, shuffle: bool) -> LMStream:
-    """The LM stream of a split's documents (see ``_documents``)."""
+def _stream(cfg: LMTrainConfig, data_dir: Path, split: str, shuffle: bool,
+            max_tokens: int | None = None) -> LMStream:
+    """The LM stream of a split's documents (see ``_documents``), or of its first documents that
+    hold ``max_tokens`` tokens."""
     tokens, docs = _documents(cfg, data_dir, split)
+    if max_tokens is not None:
+        docs = np.arange(len(tokens)) if docs is None else docs
+        docs = docs[:int(np.searchsorted(np.cumsum(np.diff(tokens.offsets)[docs]), max_tokens)) + 1]
     bs = cfg.bs
     if not shuffle:  # a small evaluation split gets fewer rows so that each spans a few windows
         n_tokens = tokens.n_tokens if docs is None else int(np.diff(tokens.offsets)[docs].sum())

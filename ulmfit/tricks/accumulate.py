@@ -28,7 +28,7 @@ class GradientAccumulation(Callback):
     into checkpoints, so a run resumed in the middle of a group ends exactly as an uninterrupted one.
     """
 
-    order = -50  # decides skip_step before the callbacks that depend on it (amp's unscale_)
+    order = -50  # decides skip_step before the other before_step hooks, which may read it
 
     def __init__(self, steps: int):
         self.steps = steps
