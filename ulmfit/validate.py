@@ -154,7 +154,7 @@ def _flag_name(key: str, names: list[str], bool_syntax: bool) -> str:
         if matching:
             raise UlmfitError(f"-{key}: could mean {', '.join('--' + m for m in matching)}; write the full name")
     raise UlmfitError(f"--{key}: unknown option{_suggestion(key, names, '--')}; "
-                      f"valid: {', '.join('--' + n for n in names)}")
+                      f"valid: {', '.join('--' + n for n in names) or 'none'}")
 
 
 def _suggestion(word: str, choices: list[str], prefix: str) -> str:
