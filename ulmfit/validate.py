@@ -110,9 +110,9 @@ def _stage_args(args: list[str]) -> list[str]:
     return args[: args.index(FIRE_SEPARATOR)] if FIRE_SEPARATOR in args else args
 
 
-def bind_command_line(signature: inspect.Signature, args: list[str]) -> set[str]:
-    """The parameters ``args`` give values to, assigned the way python-fire assigns them: flags
-    first (``--name value``, ``--name=value``, ``--name``/``--noname`` for booleans, ``-n`` for
+def bind_command_line(signature: inspect.Signature, args: list[str]) -> None:
+    """Check that ``args`` give every required parameter and nothing else a value, assigned the
+    way python-fire assigns them: flags first (``--name value``, ``--name=value``, ``--name``/``--noname`` for booleans, ``-n`` for
     the only parameter starting with n), then the remaining words in parameter order."""
     names = list(signature.parameters)
     given: set[str] = set()
@@ -139,7 +139,6 @@ def bind_command_line(signature: inspect.Signature, args: list[str]) -> set[str]
     missing = [n for n in names if n not in given and signature.parameters[n].default is inspect.Parameter.empty]
     if missing:
         raise UlmfitError(f"--{missing[0]}: required")
-    return given
 
 
 def _flag_name(key: str, names: list[str], bool_syntax: bool) -> str:
@@ -172,7 +171,7 @@ def checked_arguments(stage: Callable, args: tuple, kwargs: dict) -> dict[str, A
     values = {}
     for name, value in bound.arguments.items():
         try:
-            values[name] = convert(value, hints[name])
+            values[name] = convert(value, hints.get(name, Any))
         except ValueError as e:
             raise UlmfitError(f"--{name}: {e}") from None
         problem = rule_problem(name, values[name], stage.__name__)
@@ -195,6 +194,8 @@ def convert(value: Any, hint: Any) -> Any:
     string. Whole numbers accept 3 and 3.0 but not 3.5; text accepts numbers ("2020") and
     puts a comma-split word back together.
     """
+    if hint is Any:  # an unannotated parameter takes what python-fire parsed
+        return value
     members = _union_members(hint)
     if value is None:
         if type(None) in members:
