@@ -146,7 +146,7 @@ BAD = [
     ("pretrain --data {tok} --out {out} --device cuda:99", "--device: no CUDA device"),
     ("pretrain --data {tok} --out {out} --device tpu", "--device: unknown device 'tpu'"),
     ("pretrain --data {tok} --out {out} --preset huge", "unknown preset 'huge'"),
-    (PRETRAIN + " --schedule nope", "nope"),
+    (PRETRAIN + " --schedule nope", "unknown schedule 'nope'"),
     (PRETRAIN + " --tricks nope", "unknown trick 'nope'"),
     ("pretrain --data {tmp}/nope --out {out}", "{tmp}/nope/vocab.json: file not found"),
     ("pretrain --data {tmp}/bad_tok --out {out} --preset tiny", "bad_tok/train_offsets.npy: expected a "

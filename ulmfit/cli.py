@@ -38,8 +38,9 @@ def _checked_stage(stage: Callable) -> Callable:
         with contextlib.ExitStack() as locks:
             for name in OUTPUTS:
                 if values.get(name) is not None:
-                    locks.enter_context(output_lock(Path(values[name])))
-                    remove_stale_temps(Path(values[name]))
+                    target = Path(values[name]).resolve()  # "out/..", "." or a link: the place itself
+                    locks.enter_context(output_lock(target))
+                    remove_stale_temps(target)
             result = stage(**values)
         if result is not None:
             print(json.dumps(result, default=str))
