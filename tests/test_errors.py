@@ -8,7 +8,8 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ from ulmfit import cli
 from ulmfit.outdir import lock_path, output_lock
 from ulmfit.stages.classify import train
 from ulmfit.stages.lm import pretrain
-from ulmfit.validate import checked_arguments, convert
+from ulmfit.errors import UlmfitError
+from ulmfit.validate import check_fields, checked_arguments, convert
 
 WORDS = "the a film plot actor great dull fun long short good bad scene music end story".split()
 
@@ -235,6 +237,24 @@ def test_numbers_and_text_are_converted_to_the_annotated_type():
     assert convert(None, int | None) is None
     with pytest.raises(ValueError, match="needs a value"):
         convert(None, int)
+    assert convert("bf16", Literal["fp32", "bf16"]) == "bf16"  # an option with fixed choices
+    with pytest.raises(ValueError, match="choose one of fp32, bf16, got 'fp16'"):
+        convert("fp16", Literal["fp32", "bf16"])
+
+
+def test_saved_config_fields_are_checked_by_type_and_range():
+    @dataclass
+    class Saved:
+        bs: int = 1
+        betas: tuple[float, float] = (0.9, 0.99)
+        precision: Literal["fp32", "bf16"] = "fp32"
+
+    check_fields(Saved, {"bs": 4, "betas": [0.8, 1], "precision": "bf16"}, "c.json")
+    for bad, message in [({"bs": True}, "field 'bs' should be int"), ({"bs": 0}, "field 'bs' must be at least 1"),
+                         ({"betas": [0.9]}, "field 'betas' should be"),
+                         ({"precision": "fp16"}, "field 'precision' should be")]:
+        with pytest.raises(UlmfitError, match=f"^c.json: {message}"):
+            check_fields(Saved, bad, "c.json")
 
 
 def test_a_second_writer_of_the_same_output_fails_at_once(stack, tmp_path, capsys):

@@ -218,11 +218,18 @@ def _union_members(hint: Any) -> tuple:
 
 def _is_instance(value: Any, member: Any) -> bool:
     origin = typing.get_origin(member) or member
+    if origin is typing.Literal:
+        return value in typing.get_args(member)
     return isinstance(value, origin) and not (isinstance(value, bool) and origin is not bool)
 
 
 def _convert_to(value: Any, member: Any) -> Any:
     origin = typing.get_origin(member) or member
+    if origin is typing.Literal:
+        choices = typing.get_args(member)
+        if value not in choices:
+            raise ValueError(f"choose one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
     if origin is bool:
         return _boolean(value)
     if origin is int:
@@ -345,6 +352,8 @@ def matches(value: Any, hint: Any) -> bool:
         return True
     if hint is type(None):
         return value is None
+    if origin is typing.Literal:
+        return value in args
     if dataclasses.is_dataclass(hint):
         return isinstance(value, (dict, hint))
     if origin is float:
