@@ -1,23 +1,32 @@
 """The ``ulmfit`` command: one python-fire subcommand per pipeline stage."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import signal
 import sys
-from typing import Callable
+import threading
+from pathlib import Path
+from typing import Callable, Iterator
 
 import fire
 
 from .errors import UlmfitError
+from .outdir import output_lock, remove_stale_temps
 from .report import report
 from .stages.classify import ensemble, evaluate, predict, train
 from .stages.lm import evaluate_lm, finetune, pretrain
 from .stages.tokenize import tokenize
 from .tricks import list_tricks
+from .validate import OUTPUTS, check_command_line, checked_arguments
 
 
-def _json_result(stage: Callable) -> Callable:
-    """The stage with its returned summary printed as one JSON line on stdout.
+def _checked_stage(stage: Callable) -> Callable:
+    """The stage run from the command line: its options checked before any work, its outputs
+    locked against a second writer for the run (stale temporary files of killed runs removed),
+    and its returned summary printed as one JSON line on stdout.
 
     Progress and human-readable reports go to stderr, so a script can read the result with
     ``ulmfit evaluate ... | jq .error_rate`` instead of parsing fire's listing of a dict.
@@ -25,7 +34,14 @@ def _json_result(stage: Callable) -> Callable:
 
     @functools.wraps(stage)
     def run(*args, **kwargs) -> None:
-        result = stage(*args, **kwargs)
+        values = checked_arguments(stage, args, kwargs)
+        with contextlib.ExitStack() as locks:
+            for name in OUTPUTS:
+                if values.get(name) is not None:
+                    target = Path(values[name]).resolve()  # "out/..", "." or a link: the place itself
+                    locks.enter_context(output_lock(target))
+                    remove_stale_temps(target)
+            result = stage(**values)
         if result is not None:
             print(json.dumps(result, default=str))
 
@@ -34,7 +50,7 @@ def _json_result(stage: Callable) -> Callable:
 
 def commands() -> dict:
     """Subcommands in pipeline order; each wraps a plain stage function of ``ulmfit.stages``."""
-    return {name: _json_result(stage) for name, stage in {
+    return {name: _checked_stage(stage) for name, stage in {
         "tokenize": tokenize,
         "pretrain": pretrain,
         "finetune": finetune,
@@ -48,12 +64,44 @@ def commands() -> dict:
     }.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the run is, so it stops as after Ctrl-C: temporary files removed,
+    locks released, the last checkpoint kept for --resume."""
+
+
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` in this process; forked workers (tokenize's pool) keep the
+    default action, so terminating the pool still ends them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def handle(signum, _frame) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handle)
     try:
-        fire.Fire(commands(), command=argv, name="ulmfit")
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    stages = commands()
+    try:
+        with _terminate_like_interrupt():
+            check_command_line(stages, args)
+            fire.Fire(stages, command=args, name="ulmfit")
     except UlmfitError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        print("terminated" if isinstance(e, Terminated) else "interrupted", file=sys.stderr)
+        sys.exit(128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT))

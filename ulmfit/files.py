@@ -73,7 +73,10 @@ def load_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
     path = Path(path)
     if not path.exists():
         raise UlmfitError(f"{path}: file not found")
-    return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    try:
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except (ValueError, OSError, EOFError) as e:  # object arrays (need pickle), truncated or not .npy
+        raise UlmfitError(f"{path}: not a readable numeric .npy array ({e})") from None
 
 
 @contextlib.contextmanager

@@ -47,6 +47,9 @@ def labelled_docs(data_dir: Path, n_classes: int, seed: int, max_train: int | No
     if len(train_docs) < 2 or len(valid_docs) < 1:
         raise UlmfitError(f"{data_dir}: too few labelled documents ({len(train_docs)} to train on, "
                           f"{len(valid_docs)} to validate)")
+    if len(np.unique(train_labels[train_docs])) < 2:
+        raise UlmfitError(f"{labels_path(data_dir, 'train')}: every training document has the same class; "
+                          f"a classifier needs at least two classes to learn anything")
     return LabelledDocs(train_split, train_docs, valid_split, valid_docs)
 
 

@@ -35,9 +35,9 @@ from ..classifier.tta import tta_neighbours, tta_probs
 from ..classifier.selection import VALID_FRAC, check_labels, labelled_docs
 from ..config import load_config
 from ..errors import UlmfitError
-from ..precision import resolve_precision
-from ..files import atomic_path, read_json, save_npy, write_json
+from ..files import atomic_path, save_npy, write_json
 from ..model.awd_lstm import AWDLSTM, make_config
+from ..precision import resolve_precision
 from ..schedules import default_arg, discriminative_lrs, restarted
 from ..text.corpus import (CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split, require_classes,
                            save_classes)
@@ -275,7 +275,7 @@ def load_encoder(encoder_dir: Path, data_dir: Path, backwards: bool) -> tuple[LM
 def load_classifier(model_dir: Path) -> tuple[ClassifierConfig, list[str], TextClassifier]:
     """A classifier folder's config, class names and model (weights loaded, on the CPU)."""
     cfg = load_config(ClassifierConfig, require(model_dir / CONFIG))
-    classes = read_json(require(model_dir / CLASSES_FILE))
+    classes = require_classes(model_dir, "a classifier folder written by ulmfit train has one")
     vocab = Vocab.load(require(model_dir / VOCAB))
     if len(vocab) != cfg.model.vocab_size:
         raise UlmfitError(f"{model_dir / VOCAB}: {len(vocab)} tokens, but {model_dir / CONFIG} says "
@@ -436,7 +436,7 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
 
     train_data, valid_data = _training_data(cfg, data_dir, len(classes))
     pool = _pseudo_label_pool(cfg, train_data, valid_data, resume)
-    prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: bad data leaves no half-made folder
+    resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
     save_classes(out_dir, classes)
     metrics = _fit(cfg, out_dir, len(classes), weights, train_data, valid_data, resume, dev)
     if pool is None:

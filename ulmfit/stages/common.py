@@ -16,7 +16,9 @@ from ..config import config_from_dict, config_to_dict, load_config, save_config
 from ..errors import UlmfitError
 from ..files import atomic_path
 from ..model.awd_lstm import AWDLSTMConfig
+from ..outdir import unknown_files
 from ..schedules import Schedule, default_arg, discriminative_lrs, make_schedule, stlr
+from ..text.corpus import CLASSES_FILE
 from ..training import (LAST_CHECKPOINT, BatchSource, RepeatedPasses, make_optimizer, optimizer_class,
                         passes_for)
 
@@ -142,25 +144,38 @@ def copy_tokenizer_files(src: Path, dst: Path) -> None:
             raise UlmfitError(f"{src / name}: file not found")
 
 
-def prepare_out(out_dir: Path, cfg, data_dir: Path, resume: bool) -> None:
+# What prepare_out and the stage write before the first checkpoint: a folder holding only these
+# (and its config.json) is a run that stopped before it saved any training, and starts again.
+SETUP_FILES = frozenset({CONFIG, VOCAB, TOKENIZER, SPM_MODEL, CLASSES_FILE})
+
+
+def prepare_out(out_dir: Path, cfg, data_dir: Path, resume: bool) -> bool:
     """Check ``out_dir`` fits a new run or resuming, then write the config and vocabulary files.
 
-    Resuming needs the saved config to equal ``cfg`` (a dataclass) field for field.
+    Returns whether the run continues from the checkpoint. Resuming needs the saved config to
+    equal ``cfg`` (a dataclass) field for field. A folder of a run that stopped before its first
+    checkpoint starts again, with or without ``resume``; any other non-empty folder is refused.
     """
-    if resume:
-        require(out_dir / LAST_CHECKPOINT)
+    if resume and (out_dir / LAST_CHECKPOINT).exists():
         saved = load_config(type(cfg), require(out_dir / CONFIG))
         differ = config_diff(config_to_dict(saved), config_to_dict(cfg))
         if differ:
             raise UlmfitError(f"{out_dir / CONFIG}: resuming needs the same options; these differ "
                               f"(saved -> now): {', '.join(differ)}")
-        return
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UlmfitError(f"{out_dir}: already exists and is not empty; pass --resume to continue the run "
-                          f"in it, or choose another --out")
+        return True
+    if resume and not (out_dir / CONFIG).exists():
+        raise UlmfitError(f"{out_dir / LAST_CHECKPOINT}: file not found; there is no run to resume in {out_dir}")
+    if (out_dir / CONFIG).exists() and not unknown_files(out_dir, SETUP_FILES):
+        print(f"{out_dir}: the run in it stopped before its first checkpoint; starting it again", file=sys.stderr)
+    elif (out_dir / LAST_CHECKPOINT).exists():
+        raise UlmfitError(f"{out_dir}: already exists and is not empty (it holds a run); pass --resume to continue it (same options), "
+                          f"or choose another --out")
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise UlmfitError(f"{out_dir}: already exists and is not empty; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out_dir / CONFIG)
     copy_tokenizer_files(data_dir, out_dir)
+    return False
 
 
 def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -340,7 +340,7 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     dev = resolve_device(device)
     train_stream = _stream(cfg, data_dir, "train", shuffle=True)
     valid_stream = _stream(cfg, data_dir, "valid", shuffle=False)
-    prepare_out(out_dir, cfg, Path(cfg.data), resume)  # after the data checks, so bad data leaves no half-made folder
+    resume = prepare_out(out_dir, cfg, Path(cfg.data), resume)  # after the data checks: no half-made folder
 
     torch.manual_seed(cfg.seed)
     model = LanguageModel(cfg.model)

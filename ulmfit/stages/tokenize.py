@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..config import config_to_dict, load_config, save_config
 from ..errors import UlmfitError
 from ..files import read_json, staging_dir, write_json
+from ..outdir import unknown_files
 from ..progress import progress_bar
 from ..text import corpus
 from ..text.readers import DocumentSource, ReadOptions, read_options_from
@@ -35,7 +36,7 @@ from ..text.tokenizers import (
     TOKENIZER_FILE, EncodedChunk, IdTranslator, TokenizerSettings, TokenNumbering, copy_file, fit_array, make_encoder,
     train_sentencepiece,
 )
-from ..text.vocab import DEFAULT_MAX_VOCAB, DEFAULT_MIN_FREQ, Vocab
+from ..text.vocab import DEFAULT_MAX_VOCAB, DEFAULT_MIN_FREQ, VOCAB_FILE, Vocab
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -46,6 +47,10 @@ IN_FLIGHT_PER_WORKER = 3  # chunks queued per worker: keeps workers busy, bounds
 # learn the corpus' words on its own, which on small inputs costs more than the second core gives.
 POOL_MIN_BYTES = 16 << 20
 RUNTIME_FIELDS = ("workers",)  # do not change the output, so a rerun with others is the same run
+# Every file a tokenize output can hold: --overwrite replaces a folder only if it holds nothing else.
+OUTPUT_FILES = frozenset([CONFIG_FILE, METRICS_FILE, VOCAB_FILE, TOKENIZER_FILE, SP_MODEL_FILE, corpus.CLASSES_FILE]
+                         + [path(".", split).name for split in corpus.SPLITS
+                            for path in (corpus.ids_path, corpus.offsets_path, corpus.labels_path)])
 
 
 @dataclass
@@ -168,16 +173,20 @@ def tokenize(
 
 
 def _previous_run(out: Path, cfg: TokenizeConfig, overwrite: bool) -> dict | None:
-    """The saved metrics if ``out`` holds the same run; an error if it holds another one."""
+    """The saved metrics if ``out`` holds the same run; None if it may be (re)written; an error if
+    it holds another tokenize run (without ``overwrite``) or anything ulmfit tokenize did not write."""
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         return None
     if not out.is_dir():
         raise UlmfitError(f"{out}: exists and is not a folder")
+    foreign = unknown_files(out, OUTPUT_FILES)
+    if foreign or not (out / CONFIG_FILE).exists() or not (out / METRICS_FILE).exists():
+        found = f" (it holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''})" if foreign else ""
+        raise UlmfitError(f"{out}: folder exists and is not a tokenize output{found}; choose another --out "
+                          f"(--overwrite replaces only a folder that ulmfit tokenize wrote)")
+    saved = config_to_dict(load_config(TokenizeConfig, out / CONFIG_FILE))
     if overwrite:
         return None
-    if not (out / CONFIG_FILE).exists() or not (out / METRICS_FILE).exists():
-        raise UlmfitError(f"{out}: folder exists and is not a tokenize output; choose another --out or pass --overwrite")
-    saved = config_to_dict(load_config(TokenizeConfig, out / CONFIG_FILE))
     wanted = config_to_dict(cfg)
     differ = sorted(k for k in wanted if k not in RUNTIME_FIELDS and saved.get(k) != wanted[k])
     if not differ:

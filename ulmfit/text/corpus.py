@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import UlmfitError
 from ..files import load_npy, read_json, save_npy, write_json
+from .vocab import VOCAB_FILE
 
 SPLITS = ("train", "valid", "test")
 CLASSES_FILE = "classes.json"
@@ -59,14 +60,44 @@ def load_split(folder: str | os.PathLike, split: str, mmap: bool = True) -> Toke
     if not ids_path(folder, split).exists():
         have = available_splits(folder)
         raise UlmfitError(f"{folder}: no '{split}' split (has: {', '.join(have) or 'none'})")
-    ids = load_npy(ids_path(folder, split), mmap=mmap)
-    offsets = load_npy(offsets_path(folder, split))
-    labels = load_npy(labels_path(folder, split)) if labels_path(folder, split).exists() else None
-    if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(ids):
+    ids = _integer_vector(ids_path(folder, split), mmap)
+    offsets = _integer_vector(offsets_path(folder, split))
+    labels = _integer_vector(labels_path(folder, split)) if labels_path(folder, split).exists() else None
+    if len(offsets) < 1 or offsets[0] != 0 or offsets[-1] != len(ids) or (np.diff(offsets) < 0).any():
         raise UlmfitError(f"{offsets_path(folder, split)}: offsets do not match {ids_path(folder, split).name}")
     if labels is not None and len(labels) != len(offsets) - 1:
         raise UlmfitError(f"{labels_path(folder, split)}: {len(labels)} labels for {len(offsets) - 1} documents")
+    check_ids(ids, folder, split)
     return TokenizedSplit(ids, offsets, labels)
+
+
+def _integer_vector(path: Path, mmap: bool = False) -> np.ndarray:
+    """A one-dimensional integer array from ``path``, or an error naming the file."""
+    array = load_npy(path, mmap=mmap)
+    if array.ndim != 1 or array.dtype.kind not in "iu":
+        raise UlmfitError(f"{path}: expected a one-dimensional integer array, got {array.dtype} of shape "
+                          f"{array.shape}")
+    return array
+
+
+def check_ids(ids: np.ndarray, folder: str | os.PathLike, split: str) -> None:
+    """Refuse token ids outside the folder's vocabulary (when it has one): an embedding lookup
+    would fail deep inside training instead."""
+    vocab = Path(folder) / VOCAB_FILE
+    if not len(ids) or not vocab.exists():
+        return
+    size = len(read_json(vocab))
+    low, high = _min_max(ids)
+    if low < 0 or high >= size:
+        raise UlmfitError(f"{ids_path(folder, split)}: token id {low if low < 0 else high} is outside the "
+                          f"vocabulary of {vocab} ({size} tokens)")
+
+
+def _min_max(ids: np.ndarray) -> tuple[int, int]:
+    """The smallest and largest id, read in blocks so a memory-mapped corpus is not loaded at once."""
+    blocks = range(0, len(ids), _WRITE_BLOCK)
+    return (min(int(ids[i:i + _WRITE_BLOCK].min()) for i in blocks),
+            max(int(ids[i:i + _WRITE_BLOCK].max()) for i in blocks))
 
 
 def available_splits(folder: str | os.PathLike) -> list[str]:
@@ -74,8 +105,16 @@ def available_splits(folder: str | os.PathLike) -> list[str]:
 
 
 def load_classes(folder: str | os.PathLike) -> list[str] | None:
+    """The class names of ``folder`` (None without classes.json), checked to be distinct strings."""
     path = Path(folder) / CLASSES_FILE
-    return read_json(path) if path.exists() else None
+    if not path.exists():
+        return None
+    classes = read_json(path)
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise UlmfitError(f"{path}: expected a JSON list of class names")
+    if len(set(classes)) != len(classes):
+        raise UlmfitError(f"{path}: class names repeat")
+    return classes
 
 
 def require_classes(folder: str | os.PathLike, why: str) -> list[str]:
