@@ -129,13 +129,6 @@ class AWDLSTM(nn.Module):
             self.embedding.weight.uniform_(-0.1, 0.1)
             self.embedding.weight[self.cfg.pad_id].zero_()
 
-    def zero_state(self, batch_size: int) -> State:
-        weight = self.embedding.weight
-        return [
-            (weight.new_zeros(1, batch_size, lstm.hidden_size), weight.new_zeros(1, batch_size, lstm.hidden_size))
-            for lstm in self.lstms
-        ]
-
     def forward(self, tokens: Tensor, state: State | None = None) -> EncoderOutput:
         x = embedding_dropout(tokens, self.embedding.weight, self.embed_p, self.training, self.cfg.pad_id)
         x = self.input_dropout(x)

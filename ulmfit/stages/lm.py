@@ -36,7 +36,8 @@ from ..precision import resolve_precision
 from ..training import Trainer, perplexity
 from ..tricks import build_callbacks, parse_tricks
 from .common import (CONFIG, ENCODER, METRICS, MODEL, SPM_MODEL, TOKENIZER, VOCAB, TrainConfig, first_line,
-                     given_options, prepare_out, preset_options, require, resolve_device, save_weights)
+                     given_options, peak_rss_mb, prepare_out, preset_options, require, resolve_device,
+                     save_weights)
 
 CHECKPOINT_INTERVAL_S = 600  # an interrupted run loses at most ten minutes
 HOLD_OUT_EVERY = 10  # without a valid split, every 10th training document validates
@@ -366,7 +367,7 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     save_weights(out_dir / MODEL, weights)
     save_weights(out_dir / ENCODER, {k.removeprefix("encoder."): v for k, v in weights.items()
                                      if k.startswith("encoder.")})
-    metrics = summarize(history)
+    metrics = {**summarize(history), "peak_rss_mb": round(peak_rss_mb(), 1)}
     write_json(out_dir / METRICS, metrics)
     return metrics
 
