@@ -12,8 +12,10 @@ from ulmfit import cli
 from ulmfit.classifier.selection import hold_out, stratified_sample
 from ulmfit.config import load_config
 from ulmfit.errors import UlmfitError
-from ulmfit.stages.classify import (ClassificationData, ClassifierConfig, _training_data, ensemble, evaluate, predict,
-                                    predict_probs, train)
+from ulmfit.classifier.data import ClassificationData, training_data
+from ulmfit.classifier.predict import predict_probs
+from ulmfit.stages.classify import ClassifierConfig, train
+from ulmfit.stages.infer import ensemble, evaluate, predict
 from ulmfit.paths import data_root
 from ulmfit.stages.lm import LMTrainConfig, _stream, finetune, pretrain
 from ulmfit.text.readers import read_documents
@@ -136,12 +138,12 @@ def test_min_steps_repeats_a_tiny_training_set_within_each_epoch(encoder, trec_t
 def test_finetune_max_train_reads_the_documents_the_classifier_of_the_same_seed_trains_on(encoder, trec_tok,
                                                                                            tmp_path):
     for seed in (0, 3):
-        clf_train, clf_valid = _training_data(ClassifierConfig(max_train=60, seed=seed), trec_tok, 6)
+        clf_train, clf_valid = training_data(ClassifierConfig(max_train=60, seed=seed), trec_tok, 6)
         lm_cfg = LMTrainConfig(max_train=60, seed=seed, bs=4, bptt=10)
         assert np.array_equal(_stream(lm_cfg, trec_tok, "train", shuffle=True).docs, clf_train.docs)
         assert np.array_equal(_stream(lm_cfg, trec_tok, "valid", shuffle=False).docs, clf_valid.docs)
     assert len(clf_train.docs) == 60 and not np.array_equal(
-        _training_data(ClassifierConfig(max_train=60, seed=0), trec_tok, 6)[0].docs, clf_train.docs)
+        training_data(ClassifierConfig(max_train=60, seed=0), trec_tok, 6)[0].docs, clf_train.docs)
     metrics = finetune(str(encoder.parent / "pre"), str(trec_tok), str(tmp_path / "lm"), max_train=60, seed=3,
                        bs=4, epochs=1, min_steps=30, device="cpu")
     assert load_config(LMTrainConfig, tmp_path / "lm" / "config.json").max_train == 60

@@ -8,7 +8,9 @@ from ulmfit import cli
 from ulmfit.classifier.tta import augmented_copy, tta_probs
 from ulmfit.errors import UlmfitError
 from ulmfit.paths import data_root
-from ulmfit.stages.classify import evaluate, load_classifier, predict, predict_probs, train
+from ulmfit.classifier.predict import predict_probs
+from ulmfit.stages.classify import load_classifier, train
+from ulmfit.stages.infer import evaluate, predict
 from ulmfit.text.corpus import load_split
 from ulmfit.text.readers import read_documents
 from ulmfit.text.special import BOS_ID
@@ -71,7 +73,7 @@ def test_predict_with_tta_keeps_the_input_order_in_any_chunks(classifier, trec_t
     (tmp_path / "questions.txt").write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     evaluate(str(classifier), str(trec_tok), tta=2, device="cpu")
     expected = np.load(classifier / "probs_test.npy")
-    monkeypatch.setattr("ulmfit.stages.classify.PREDICT_CHUNK_DOCS", 128)
+    monkeypatch.setattr("ulmfit.stages.infer.PREDICT_CHUNK_DOCS", 128)
     summary = predict(str(classifier), str(tmp_path / "questions.txt"), str(tmp_path / "p.jsonl"), tta=2,
                       device="cpu")
     assert summary["documents"] == 500 and summary["tta"] == 2

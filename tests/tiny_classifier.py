@@ -12,7 +12,9 @@ from ulmfit.classifier.head import TextClassifier
 from ulmfit.classifier.sampling import pad_batch
 from ulmfit.model.awd_lstm import make_config
 from ulmfit.schedules import constant
-from ulmfit.stages.classify import ClassBatch, ClassifierConfig, build_classifier, classification_loss
+from ulmfit.classifier.callbacks import classification_loss
+from ulmfit.classifier.data import ClassBatch
+from ulmfit.stages.classify import ClassifierConfig, build_classifier
 from ulmfit.text.special import PAD_ID
 from ulmfit.training import Callback, Trainer, make_optimizer
 

@@ -16,7 +16,8 @@ import fire
 from .errors import UlmfitError
 from .outdir import output_lock, remove_stale_temps
 from .report import report
-from .stages.classify import ensemble, evaluate, predict, train
+from .stages.classify import train
+from .stages.infer import ensemble, evaluate, predict
 from .stages.lm import evaluate_lm, finetune, pretrain
 from .stages.tokenize import tokenize
 from .tricks import list_tricks

@@ -1,4 +1,4 @@
-"""The ``train``, ``evaluate``, ``predict`` and ``ensemble`` stages: the ULMFiT text classifier.
+"""The ``train`` stage: the ULMFiT text classifier (its config, presets and training run).
 
 ``train`` writes a classifier folder::
 
@@ -10,49 +10,41 @@
     metrics.json  best and final validation error and accuracy, time, peak memory (peak_rss_mb)
     best.pt, last.pt   the trainer's best weights and full state (for --resume)
 
-``evaluate`` adds ``eval_<split>.json``, ``confusion_<split>.png`` and ``probs_<split>.npy``.
+The batches, callbacks and prediction it is made of live in ``ulmfit.classifier``, the
+pseudo-labelling rounds in ``ulmfit.tricks.pseudo_label``; applying a trained classifier
+(``evaluate``, ``predict``, ``ensemble``) is ``ulmfit.stages.infer``.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import functools
-import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..classifier.head import (PoolingClassifierHead, TextClassifier, gradual_unfreezing_schedule,
-                               set_trainable_groups)
-from ..classifier.metrics import average_probabilities, classification_report, plot_confusion_matrix
-from ..classifier.sampling import pad_batch, sorted_batches, sortish_batches, unsort
-from ..classifier.tta import tta_neighbours, tta_probs
-from ..classifier.selection import VALID_FRAC, check_labels, labelled_docs
+from ..classifier.callbacks import Accuracy, GradualUnfreezing, classification_loss
+from ..classifier.data import ClassificationData, training_data
+from ..classifier.head import PoolingClassifierHead, TextClassifier, set_trainable_groups
+from ..classifier.predict import predict_probs
+from ..classifier.selection import VALID_FRAC
 from ..config import load_config
 from ..errors import UlmfitError
-from ..files import atomic_path, save_npy, write_json
+from ..files import write_json
 from ..model.awd_lstm import AWDLSTM, make_config
 from ..precision import resolve_precision
 from ..schedules import default_arg, discriminative_lrs, restarted
-from ..text.corpus import (CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split, require_classes,
-                           save_classes)
-from ..text.readers import DocumentSource, ReadOptions
-from ..text.special import PAD_ID
-from ..text.tokenizers import load_tokenizer
+from ..text.corpus import CLASSES_FILE, require_classes, save_classes
 from ..text.vocab import Vocab
 from ..training import BEST_WEIGHTS, Callback, Trainer
 from ..tricks import build_callbacks, parse_tricks
-from ..tricks.pseudo_label import pseudo_label_accuracy, select_pseudo_labels
+from ..tricks.pseudo_label import pseudo_label_pool, pseudo_label_rounds
 from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, TrainConfig, first_line, given_options, peak_rss_mb,
                      prepare_out, preset_options, require, resolve_device, save_weights)
 from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig, check_same_tokenizer
-
-PREDICT_CHUNK_DOCS = 4096  # documents tokenized and classified at a time by ``predict``
 
 
 @dataclass
@@ -99,73 +91,6 @@ CLF_PRESETS: dict[str, dict] = {
 }
 
 
-# -- data ---------------------------------------------------------------------------------------
-
-class ClassBatch(NamedTuple):
-    """Right-padded documents, their lengths and labels (the trainer's batch contract)."""
-
-    tokens: Tensor   # [B, T] int64
-    lengths: Tensor  # [B] int64
-    labels: Tensor   # [B] int64
-
-    @property
-    def inputs(self) -> tuple[Tensor, Tensor]:
-        return self.tokens, self.lengths
-
-    @property
-    def target(self) -> Tensor:
-        return self.labels
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.lengths.sum())
-
-    def to(self, device: torch.device | str) -> "ClassBatch":
-        return ClassBatch(*(t.to(device, non_blocking=True) for t in self))
-
-
-class ClassificationData:
-    """Batches of labelled documents of a split: sortish and reshuffled per epoch for training
-    (``shuffle``), sorted by length for evaluation. The batches depend only on (seed, epoch).
-
-    Args:
-        split: the tokenized split, with labels.
-        docs: indices of the documents to use.
-        bs: documents per batch.
-        seed: with the epoch, fixes the training order.
-        shuffle: training order (sortish) instead of evaluation order (sorted).
-        backwards: reverse every document (BOS included), as the backward LM read it.
-        max_tokens: keep only the first ``max_tokens`` tokens of every document (None: all).
-    """
-
-    def __init__(self, split: TokenizedSplit, docs: np.ndarray, bs: int, seed: int = 0,
-                 shuffle: bool = False, backwards: bool = False, max_tokens: int | None = None):
-        if split.labels is None:
-            raise ValueError("ClassificationData needs a labelled split")
-        self.split, self.docs = split, np.asarray(docs, dtype=np.int64)
-        self.lengths = np.minimum(np.diff(split.offsets)[self.docs], max_tokens or np.iinfo(np.int64).max)
-        self.bs, self.seed, self.shuffle, self.backwards = bs, seed, shuffle, backwards
-        self.max_tokens = max_tokens
-
-    def __len__(self) -> int:
-        return len(self.docs)
-
-    def _index_batches(self, epoch: int) -> list[np.ndarray]:
-        if self.shuffle:
-            return sortish_batches(self.lengths, self.bs, np.random.default_rng([self.seed, epoch]))
-        return sorted_batches(self.lengths, self.bs)
-
-    def n_batches(self, epoch: int = 0) -> int:
-        return len(self._index_batches(epoch))
-
-    def batches(self, epoch: int = 0, start: int = 0) -> Iterator[ClassBatch]:
-        for index in self._index_batches(epoch)[start:]:
-            docs = self.docs[index]
-            tokens, lengths = pad_batch([self.split.doc(i)[:self.max_tokens] for i in docs], PAD_ID,
-                                        reverse=self.backwards)
-            yield ClassBatch(tokens, lengths, torch.from_numpy(np.asarray(self.split.labels[docs], dtype=np.int64)))
-
-
 # -- model --------------------------------------------------------------------------------------
 
 def build_classifier(cfg: ClassifierConfig, n_classes: int) -> TextClassifier:
@@ -176,69 +101,6 @@ def build_classifier(cfg: ClassifierConfig, n_classes: int) -> TextClassifier:
     return TextClassifier(AWDLSTM(cfg.model), head, cfg.bptt, cfg.max_len)
 
 
-def classification_loss(logits: Tensor, target: Tensor) -> Tensor:
-    return nn.functional.cross_entropy(logits.float(), target)
-
-
-class Accuracy(Callback):
-    """Adds ``accuracy`` and ``error`` (1 - accuracy) to every evaluation's metrics."""
-
-    def __init__(self) -> None:
-        self.correct = self.total = 0
-
-    def on_eval_start(self, trainer: Trainer) -> None:
-        self.correct = self.total = 0
-
-    def after_loss(self, trainer: Trainer) -> None:
-        if not trainer.training:
-            self.correct += int((trainer.output.argmax(-1) == trainer.target).sum())
-            self.total += trainer.target.numel()
-
-    def on_eval_end(self, trainer: Trainer) -> None:
-        accuracy = self.correct / max(self.total, 1)
-        trainer.eval_metrics.update(accuracy=accuracy, error=1.0 - accuracy)
-
-
-class GradualUnfreezing(Callback):
-    """Before each epoch, lets only the top ``gradual_unfreezing_schedule`` layer groups train.
-
-    Frozen parameters get no gradient, so the optimizer leaves them (and their state) alone.
-    Depends only on the epoch, so a resumed run freezes the same groups.
-    """
-
-    def __init__(self, groups: Sequence[Sequence[nn.Parameter]]):
-        self.groups = groups
-        self.trainable = len(groups)
-
-    def on_epoch_start(self, trainer: Trainer) -> None:
-        self.trainable = gradual_unfreezing_schedule(len(self.groups), trainer.epoch)
-        set_trainable_groups(self.groups, self.trainable)
-
-    def on_epoch_end(self, trainer: Trainer) -> None:
-        trainer.metrics["trainable_groups"] = self.trainable
-
-
-@torch.no_grad()
-def predict_probs(model: TextClassifier, docs: Sequence[np.ndarray], bs: int, backwards: bool,
-                  device: torch.device, max_tokens: int | None = None) -> np.ndarray:
-    """[N, classes] float32 class probabilities of ``docs`` in their given order.
-
-    Documents are read in length-sorted batches (little padding) and put back in order; only
-    their first ``max_tokens`` tokens when given (as the classifier was trained).
-    """
-    docs = [doc[:max_tokens] for doc in docs]
-    if len(docs) == 0:
-        return np.zeros((0, model.head[-1].out_features), dtype=np.float32)
-    was_training = model.training
-    model.eval()
-    batches = sorted_batches([len(d) for d in docs], bs)
-    probs = []
-    for index in batches:
-        tokens, lengths = pad_batch([docs[i] for i in index], PAD_ID, reverse=backwards)
-        logits = model(tokens.to(device), lengths.to(device))
-        probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
-    model.train(was_training)
-    return unsort(np.concatenate(probs), np.concatenate(batches))
 
 
 # -- model folders ------------------------------------------------------------------------------
@@ -289,53 +151,6 @@ def load_classifier(model_dir: Path) -> tuple[ClassifierConfig, list[str], TextC
                           f"{model_dir / CLASSES_FILE} ({first_line(e)})") from None
     return cfg, classes, model
 
-
-def check_data_fits(model_dir: Path, classes: list[str], data_dir: Path) -> None:
-    """Refuse data tokenized differently from the model's, or with other classes."""
-    check_same_tokenizer(model_dir, data_dir)
-    check_same_vocab(model_dir, data_dir, hint=f"tokenize the data with --vocab_from {model_dir}")
-    data_classes = load_classes(data_dir)
-    if data_classes is not None and list(data_classes) != list(classes):
-        raise UlmfitError(f"{data_dir / CLASSES_FILE}: classes {data_classes} differ from the model's "
-                          f"{model_dir / CLASSES_FILE} {classes}")
-
-
-def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None, device: torch.device,
-                 tta: int = 0) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:
-    """Load a classifier, check it fits the data and return its probabilities on ``split``
-    (averaged over ``tta`` augmented copies too)."""
-    cfg, classes, model = load_classifier(model_dir)
-    check_data_fits(model_dir, classes, data_dir)
-    data = load_split(data_dir, split)
-    check_labels(data, len(classes), data_dir, split)
-    probs = _tta_predict(model.to(device), list(data), cfg, bs, device, tta, tta_neighbours(model, tta))
-    return cfg, classes, data, probs
-
-
-def _tta_predict(model: TextClassifier, docs: Sequence[np.ndarray], cfg: ClassifierConfig, bs: int | None,
-                 device: torch.device, tta: int, neighbours: np.ndarray | None, first: int = 0) -> np.ndarray:
-    """Class probabilities of ``docs`` read as in training (first max_tokens tokens, then augmented),
-    averaged with ``tta`` augmented copies (see ulmfit.classifier.tta); ``first``: index of docs[0]."""
-    predict = functools.partial(predict_probs, model, bs=bs or cfg.bs, backwards=cfg.backwards, device=device)
-    return tta_probs(predict, [doc[:cfg.max_tokens] for doc in docs], tta, neighbours, first)
-
-
-def _report(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
-    labelled = labels != UNLABELLED
-    if not labelled.any():
-        raise UlmfitError("no labelled documents to score")
-    report = classification_report(labels[labelled], probs[labelled].argmax(1), classes)
-    return {**report, "unlabelled": int((~labelled).sum())}
-
-
-def format_report(report: dict) -> str:
-    """A few readable lines: overall scores, then precision and recall per class."""
-    lines = [f"n {report['n']}  accuracy {report['accuracy']:.4f}  error {report['error_rate']:.4f}  "
-             f"macro-F1 {report['macro_f1']:.4f}"]
-    for name, scores in report["per_class"].items():
-        lines.append(f"  {name:>12}  precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
-                     f"f1 {scores['f1']:.3f}  support {scores['support']}")
-    return "\n".join(lines)
 
 
 # -- stages -------------------------------------------------------------------------------------
@@ -434,24 +249,24 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
                            discriminative=not (no_discriminative or from_scratch),
                            tricks=parse_tricks(tricks, "classifier"), precision=resolve_precision(precision, dev))
 
-    train_data, valid_data = _training_data(cfg, data_dir, len(classes))
-    pool = _pseudo_label_pool(cfg, train_data, valid_data, resume)
+    train_data, valid_data = training_data(cfg, data_dir, len(classes))
+    pool = pseudo_label_pool(cfg.tricks, train_data, valid_data, resume, cfg.data)
     resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
     save_classes(out_dir, classes)
-    metrics = _fit(cfg, out_dir, len(classes), weights, train_data, valid_data, resume, dev)
-    if pool is None:
-        return metrics
-    return _pseudo_label_rounds(cfg, out_dir, len(classes), weights, train_data, valid_data, pool, metrics, dev)
+    retrain = functools.partial(_fit, cfg, out_dir, len(classes), weights, valid_data=valid_data, device=dev)
+    metrics = retrain(train_data, resume=resume)
+    return pseudo_label_rounds(cfg.tricks, pool, train_data, metrics, _latest_classifier_probs(cfg, out_dir, dev),
+                               functools.partial(retrain, resume=False), out_dir / METRICS)
 
 
-def _training_data(cfg: ClassifierConfig, data_dir: Path,
-                   n_classes: int) -> tuple[ClassificationData, ClassificationData]:
-    """Training and validation batches of the documents ``labelled_docs`` chooses."""
-    chosen = labelled_docs(data_dir, n_classes, cfg.seed, cfg.max_train, cfg.valid_frac)
-    return (ClassificationData(chosen.train, chosen.train_docs, cfg.bs, cfg.seed, shuffle=True,
-                               backwards=cfg.backwards, max_tokens=cfg.max_tokens),
-            ClassificationData(chosen.valid, chosen.valid_docs, cfg.bs, backwards=cfg.backwards,
-                               max_tokens=cfg.max_tokens))
+def _latest_classifier_probs(cfg: ClassifierConfig, out_dir: Path,
+                             device: torch.device) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
+    """Class probabilities by the classifier ``out_dir`` holds when called: each pseudo-labelling
+    round predicts with the previous round's."""
+    def probs(docs: Sequence[np.ndarray]) -> np.ndarray:
+        _, _, model = load_classifier(out_dir)
+        return predict_probs(model.to(device), docs, cfg.bs, cfg.backwards, device, cfg.max_tokens)
+    return probs
 
 
 def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | None,
@@ -493,229 +308,3 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     }
     write_json(out_dir / METRICS, metrics)
     return metrics
-
-
-# -- pseudo-labelling (the pseudo_label trick, see ulmfit.tricks.pseudo_label) --------------------
-
-def _pseudo_label_pool(cfg: ClassifierConfig, train_data: ClassificationData, valid_data: ClassificationData,
-                       resume: bool) -> np.ndarray | None:
-    """The training-split documents to pseudo-label, or None without the pseudo_label trick: those
-    neither trained nor validated on, i.e. the unlabelled ones (-1) and, with --max_train, the
-    labelled ones left out of the sample (their labels hidden)."""
-    if "pseudo_label" not in cfg.tricks:
-        return None
-    if resume:
-        raise UlmfitError("--resume: a run with the pseudo_label trick cannot be resumed; start it again")
-    used = [train_data.docs]
-    if valid_data.split is train_data.split:  # the validation documents were held out of train
-        used.append(valid_data.docs)
-    pool = np.setdiff1d(np.arange(len(train_data.split)), np.concatenate(used))
-    if len(pool) == 0:
-        raise UlmfitError(f"{cfg.data}: pseudo_label: every training document is labelled and trained on; "
-                          f"it needs unlabelled (-1) training documents or --max_train")
-    return pool
-
-
-def _pseudo_label_rounds(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | None,
-                         train_data: ClassificationData, valid_data: ClassificationData, pool: np.ndarray,
-                         metrics: dict, device: torch.device) -> dict:
-    """After the first training, each round labels ``pool`` with the latest classifier's confident
-    predictions and trains again, from the same starting weights, on the labelled and those
-    pseudo-labelled documents (validation unchanged). The last round's files are kept; metrics.json
-    adds a record per round (round 0: the first training)."""
-    params = cfg.tricks["pseudo_label"]
-    true_labels = np.asarray(train_data.split.labels)[pool]
-    rounds = [{"round": 0, "pseudo_labelled": 0, "pseudo_accuracy": None, "valid_error": metrics["best_valid_error"]}]
-    for r in range(1, params["rounds"] + 1):
-        _, _, model = load_classifier(out_dir)
-        probs = predict_probs(model.to(device), [train_data.split.doc(i) for i in pool], cfg.bs, cfg.backwards,
-                              device, cfg.max_tokens)
-        chosen, labels = select_pseudo_labels(probs, params["threshold"])
-        metrics = _fit(cfg, out_dir, n_classes, weights, _with_labels(train_data, pool[chosen], labels),
-                       valid_data, False, device)
-        rounds.append({"round": r, "pseudo_labelled": len(chosen),
-                       "pseudo_accuracy": pseudo_label_accuracy(true_labels[chosen], labels),
-                       "valid_error": metrics["best_valid_error"]})
-    metrics = {**metrics, "pseudo_label_rounds": rounds}
-    write_json(out_dir / METRICS, metrics)
-    return metrics
-
-
-def _with_labels(data: ClassificationData, docs: np.ndarray, labels: np.ndarray) -> ClassificationData:
-    """``data`` plus ``docs`` of its split trained on as ``labels`` (set in a copy of the split's labels)."""
-    split_labels = np.array(data.split.labels, dtype=np.int64)
-    split_labels[docs] = labels
-    return ClassificationData(dataclasses.replace(data.split, labels=split_labels), np.concatenate([data.docs, docs]),
-                              data.bs, data.seed, shuffle=data.shuffle, backwards=data.backwards,
-                              max_tokens=data.max_tokens)
-
-
-def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, tta: int = 0,
-             device: str = "auto") -> dict:
-    """Score a classifier on a labelled split: accuracy, error rate, macro-F1, per-class precision
-    and recall, confusion matrix.
-
-    Writes ``<model>/eval_<split>.json`` (the report), ``<model>/confusion_<split>.png`` and
-    ``<model>/probs_<split>.npy`` (float32 [documents, classes], in the split's order; unlabelled
-    documents get probabilities too but are not scored). Prints a summary to stderr.
-
-    Args:
-        model: classifier folder written by ``ulmfit train``.
-        data: tokenized folder with the same tokenizer, vocabulary and classes as the model's.
-        split: train, valid or test.
-        bs: documents per batch (default: the training batch size).
-        tta: test-time augmentation: average the probabilities of every document and of this many
-            copies of it changed by EDA operations (see ulmfit.classifier.tta; averaging forward and
-            backward classifiers is ``ulmfit ensemble``).
-        device: "cpu", "cuda" or "auto" (cuda if available).
-
-    Returns:
-        The report, as written to eval_<split>.json.
-    """
-    model_dir, data_dir = Path(model), Path(data)
-    _, classes, split_data, probs = _model_probs(model_dir, data_dir, split, bs, resolve_device(device), tta)
-    report = {"model": str(model_dir), "data": str(data_dir), "split": split, "tta": tta,
-              **_report(np.asarray(split_data.labels), probs, classes)}
-    save_npy(model_dir / f"probs_{split}.npy", probs.astype(np.float32))
-    plot_confusion_matrix(np.array(report["confusion_matrix"]), classes, model_dir / f"confusion_{split}.png")
-    write_json(model_dir / f"eval_{split}.json", report)
-    print(format_report(report), file=sys.stderr)
-    return report
-
-
-def predict(model: str, input: str, output: str, format: str | None = None, encoding: str = "utf-8",
-            text_field: str = ReadOptions.text_field, doc_per: str = ReadOptions.doc_per,
-            output_format: str | None = None, bs: int | None = None, tta: int = 0, device: str = "auto") -> dict:
-    """Classify raw text with a trained classifier, its own tokenizer and vocabulary.
-
-    The input is streamed in chunks of documents; the output has one row per document, in the
-    input's order: the predicted label and the probability of every class. Empty documents are
-    skipped, as in ``ulmfit tokenize``.
-
-    Args:
-        model: classifier folder written by ``ulmfit train``.
-        input: a file in any format ``ulmfit tokenize`` reads (txt, csv, tsv, jsonl, trec, a
-            folder or tar tree, possibly compressed), or "-" for standard input (one document
-            per line; write ``--input=-``, fire reads a lone "-" as a separator).
-        output: CSV (columns ``label``, ``prob_<class>``...) or JSONL (``{"label", "probs"}``) file,
-            written only once complete.
-        format: the input's format; default: inferred from its name.
-        encoding: text encoding of the input.
-        text_field: CSV/TSV column or JSONL key holding the text.
-        doc_per: txt: "line" (one document per line) or "file".
-        output_format: "csv" or "jsonl"; default: from the output's name.
-        bs: documents per batch (default: the training batch size).
-        tta: test-time augmentation with this many augmented copies of every document (see evaluate).
-        device: "cpu", "cuda" or "auto" (cuda if available).
-
-    Returns:
-        ``{"documents", "output", "counts", "tta"}``: how many documents went to which label.
-    """
-    model_dir = Path(model)
-    out_format = output_format or _output_format(output)
-    cfg, classes, clf = load_classifier(model_dir)
-    tokenizer = load_tokenizer(model_dir)
-    dev = resolve_device(device)
-    clf.to(dev)
-    neighbours = tta_neighbours(clf, tta)
-    counts = np.zeros(len(classes), dtype=np.int64)
-    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        writer = _row_writer(f, out_format, classes)
-        for texts in _chunks(_input_texts(input, ReadOptions(format=format, encoding=encoding, text_field=text_field,
-                                                                  doc_per=doc_per)), PREDICT_CHUNK_DOCS):
-            probs = _tta_predict(clf, tokenizer.encode_docs(texts), cfg, bs, dev, tta, neighbours,
-                                 first=int(counts.sum()))
-            for row in probs:
-                writer(row)
-            counts += np.bincount(probs.argmax(1), minlength=len(classes))
-    return {"documents": int(counts.sum()), "output": str(output),
-            "counts": {name: int(n) for name, n in zip(classes, counts)}, "tta": tta}
-
-
-def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: str | None = None,
-             bs: int | None = None, device: str = "auto") -> dict:
-    """Average the class probabilities of several classifiers (e.g. forward and backward, or
-    several seeds) and score each model and the average on a labelled split.
-
-    Each model reads the documents in its own direction. Writes ``ensemble_<split>.json`` and
-    ``ensemble_probs_<split>.npy`` to ``out``.
-
-    Args:
-        models: classifier folders, comma-separated (or a list).
-        data: tokenized folder with the models' tokenizer, vocabulary and classes.
-        split: train, valid or test.
-        out: folder for the results; default: the first model's folder.
-        bs: documents per batch (default: each model's training batch size).
-        device: "cpu", "cuda" or "auto" (cuda if available).
-
-    Returns:
-        ``{"models": [per-model summary], "ensemble": full report}``, as written to the JSON.
-    """
-    names = [m.strip() for m in models.split(",")] if isinstance(models, str) else [str(m) for m in models]
-    names = [n for n in names if n]
-    if not names:
-        raise UlmfitError("--models: give at least one classifier folder")
-    data_dir, dev = Path(data), resolve_device(device)
-    members, all_probs, classes, labels = [], [], None, None
-    for name in names:
-        cfg, model_classes, split_data, probs = _model_probs(Path(name), data_dir, split, bs, dev)
-        if classes is not None and model_classes != classes:
-            raise UlmfitError(f"{Path(name) / CLASSES_FILE}: classes {model_classes} differ from "
-                              f"{Path(names[0]) / CLASSES_FILE} {classes}")
-        classes, labels = model_classes, np.asarray(split_data.labels)
-        report = _report(labels, probs, classes)
-        members.append({"model": name, "backwards": cfg.backwards,
-                        **{k: report[k] for k in ("accuracy", "error_rate", "macro_f1")}})
-        all_probs.append(probs)
-    averaged = average_probabilities(all_probs)
-    result = {"data": str(data_dir), "split": split, "models": members,
-              "ensemble": _report(labels, averaged, classes)}
-    out_dir = Path(out) if out else Path(names[0])
-    save_npy(out_dir / f"ensemble_probs_{split}.npy", averaged.astype(np.float32))
-    write_json(out_dir / f"ensemble_{split}.json", result)
-    for member in members:
-        print(f"{member['model']}: error {member['error_rate']:.4f}", file=sys.stderr)
-    print(f"ensemble: error {result['ensemble']['error_rate']:.4f}", file=sys.stderr)
-    return result
-
-
-# -- predict's input and output -----------------------------------------------------------------
-
-def _input_texts(spec: str, options: ReadOptions) -> Iterator[str]:
-    if spec == "-":
-        return (line.strip() for line in sys.stdin if line.strip())
-    return (text for text, _ in DocumentSource(spec, options))
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
-
-
-def _output_format(output: str) -> str:
-    fmt = OUTPUT_FORMATS.get(Path(output).suffix.lower())
-    if fmt is None:
-        raise UlmfitError(f"{output}: cannot tell the output format from the name; use .csv or .jsonl "
-                          f"or pass --output_format")
-    return fmt
-
-
-def _row_writer(f, out_format: str, classes: list[str]):
-    """A function writing one document's probabilities as a CSV row or a JSON line."""
-    if out_format == "csv":
-        writer = csv.writer(f)
-        writer.writerow(["label"] + [f"prob_{name}" for name in classes])
-        return lambda probs: writer.writerow([classes[int(probs.argmax())]] + [f"{p:.6g}" for p in probs])
-    if out_format == "jsonl":
-        return lambda probs: f.write(json.dumps({"label": classes[int(probs.argmax())],
-                                                 "probs": {n: float(p) for n, p in zip(classes, probs)}}) + "\n")
-    raise UlmfitError(f"unknown output format {out_format!r}; choose csv or jsonl")

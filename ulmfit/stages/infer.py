@@ -1,0 +1,255 @@
+"""The ``evaluate``, ``predict`` and ``ensemble`` stages: a trained classifier applied to data.
+
+``evaluate`` adds to the classifier folder ``eval_<split>.json`` (the report),
+``confusion_<split>.png`` and ``probs_<split>.npy``; ``ensemble`` writes ``ensemble_<split>.json`` and
+``ensemble_probs_<split>.npy``; ``predict`` writes one CSV row or JSON line per input document.
+Evaluation and prediction run in float32, whatever precision the classifier trained in.
+"""
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..classifier.head import TextClassifier
+from ..classifier.metrics import average_probabilities, classification_report, plot_confusion_matrix
+from ..classifier.predict import predict_probs
+from ..classifier.selection import check_labels
+from ..classifier.tta import tta_neighbours, tta_probs
+from ..errors import UlmfitError
+from ..files import atomic_path, save_npy, write_json
+from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split
+from ..text.readers import DocumentSource, ReadOptions
+from ..text.tokenizers import load_tokenizer
+from .classify import ClassifierConfig, check_same_vocab, load_classifier
+from .common import resolve_device
+from .lm import check_same_tokenizer
+
+PREDICT_CHUNK_DOCS = 4096  # documents tokenized and classified at a time by ``predict``
+
+def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, tta: int = 0,
+             device: str = "auto") -> dict:
+    """Score a classifier on a labelled split: accuracy, error rate, macro-F1, per-class precision
+    and recall, confusion matrix.
+
+    Writes ``<model>/eval_<split>.json`` (the report), ``<model>/confusion_<split>.png`` and
+    ``<model>/probs_<split>.npy`` (float32 [documents, classes], in the split's order; unlabelled
+    documents get probabilities too but are not scored). Prints a summary to stderr.
+
+    Args:
+        model: classifier folder written by ``ulmfit train``.
+        data: tokenized folder with the same tokenizer, vocabulary and classes as the model's.
+        split: train, valid or test.
+        bs: documents per batch (default: the training batch size).
+        tta: test-time augmentation: average the probabilities of every document and of this many
+            copies of it changed by EDA operations (see ulmfit.classifier.tta; averaging forward and
+            backward classifiers is ``ulmfit ensemble``).
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        The report, as written to eval_<split>.json.
+    """
+    model_dir, data_dir = Path(model), Path(data)
+    _, classes, split_data, probs = _model_probs(model_dir, data_dir, split, bs, resolve_device(device), tta)
+    report = {"model": str(model_dir), "data": str(data_dir), "split": split, "tta": tta,
+              **_report(np.asarray(split_data.labels), probs, classes)}
+    save_npy(model_dir / f"probs_{split}.npy", probs.astype(np.float32))
+    plot_confusion_matrix(np.array(report["confusion_matrix"]), classes, model_dir / f"confusion_{split}.png")
+    write_json(model_dir / f"eval_{split}.json", report)
+    print(format_report(report), file=sys.stderr)
+    return report
+
+
+def predict(model: str, input: str, output: str, format: str | None = None, encoding: str = "utf-8",
+            text_field: str = ReadOptions.text_field, doc_per: str = ReadOptions.doc_per,
+            output_format: str | None = None, bs: int | None = None, tta: int = 0, device: str = "auto") -> dict:
+    """Classify raw text with a trained classifier, its own tokenizer and vocabulary.
+
+    The input is streamed in chunks of documents; the output has one row per document, in the
+    input's order: the predicted label and the probability of every class. Empty documents are
+    skipped, as in ``ulmfit tokenize``.
+
+    Args:
+        model: classifier folder written by ``ulmfit train``.
+        input: a file in any format ``ulmfit tokenize`` reads (txt, csv, tsv, jsonl, trec, a
+            folder or tar tree, possibly compressed), or "-" for standard input (one document
+            per line; write ``--input=-``, fire reads a lone "-" as a separator).
+        output: CSV (columns ``label``, ``prob_<class>``...) or JSONL (``{"label", "probs"}``) file,
+            written only once complete.
+        format: the input's format; default: inferred from its name.
+        encoding: text encoding of the input.
+        text_field: CSV/TSV column or JSONL key holding the text.
+        doc_per: txt: "line" (one document per line) or "file".
+        output_format: "csv" or "jsonl"; default: from the output's name.
+        bs: documents per batch (default: the training batch size).
+        tta: test-time augmentation with this many augmented copies of every document (see evaluate).
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        ``{"documents", "output", "counts", "tta"}``: how many documents went to which label.
+    """
+    model_dir = Path(model)
+    out_format = output_format or _output_format(output)
+    cfg, classes, clf = load_classifier(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    dev = resolve_device(device)
+    clf.to(dev)
+    neighbours = tta_neighbours(clf, tta)
+    counts = np.zeros(len(classes), dtype=np.int64)
+    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = _row_writer(f, out_format, classes)
+        for texts in _chunks(_input_texts(input, ReadOptions(format=format, encoding=encoding, text_field=text_field,
+                                                                  doc_per=doc_per)), PREDICT_CHUNK_DOCS):
+            probs = _tta_predict(clf, tokenizer.encode_docs(texts), cfg, bs, dev, tta, neighbours,
+                                 first=int(counts.sum()))
+            for row in probs:
+                writer(row)
+            counts += np.bincount(probs.argmax(1), minlength=len(classes))
+    return {"documents": int(counts.sum()), "output": str(output),
+            "counts": {name: int(n) for name, n in zip(classes, counts)}, "tta": tta}
+
+
+def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: str | None = None,
+             bs: int | None = None, device: str = "auto") -> dict:
+    """Average the class probabilities of several classifiers (e.g. forward and backward, or
+    several seeds) and score each model and the average on a labelled split.
+
+    Each model reads the documents in its own direction. Writes ``ensemble_<split>.json`` and
+    ``ensemble_probs_<split>.npy`` to ``out``.
+
+    Args:
+        models: classifier folders, comma-separated (or a list).
+        data: tokenized folder with the models' tokenizer, vocabulary and classes.
+        split: train, valid or test.
+        out: folder for the results; default: the first model's folder.
+        bs: documents per batch (default: each model's training batch size).
+        device: "cpu", "cuda" or "auto" (cuda if available).
+
+    Returns:
+        ``{"models": [per-model summary], "ensemble": full report}``, as written to the JSON.
+    """
+    names = [m.strip() for m in models.split(",")] if isinstance(models, str) else [str(m) for m in models]
+    names = [n for n in names if n]
+    if not names:
+        raise UlmfitError("--models: give at least one classifier folder")
+    data_dir, dev = Path(data), resolve_device(device)
+    members, all_probs, classes, labels = [], [], None, None
+    for name in names:
+        cfg, model_classes, split_data, probs = _model_probs(Path(name), data_dir, split, bs, dev)
+        if classes is not None and model_classes != classes:
+            raise UlmfitError(f"{Path(name) / CLASSES_FILE}: classes {model_classes} differ from "
+                              f"{Path(names[0]) / CLASSES_FILE} {classes}")
+        classes, labels = model_classes, np.asarray(split_data.labels)
+        report = _report(labels, probs, classes)
+        members.append({"model": name, "backwards": cfg.backwards,
+                        **{k: report[k] for k in ("accuracy", "error_rate", "macro_f1")}})
+        all_probs.append(probs)
+    averaged = average_probabilities(all_probs)
+    result = {"data": str(data_dir), "split": split, "models": members,
+              "ensemble": _report(labels, averaged, classes)}
+    out_dir = Path(out) if out else Path(names[0])
+    save_npy(out_dir / f"ensemble_probs_{split}.npy", averaged.astype(np.float32))
+    write_json(out_dir / f"ensemble_{split}.json", result)
+    for member in members:
+        print(f"{member['model']}: error {member['error_rate']:.4f}", file=sys.stderr)
+    print(f"ensemble: error {result['ensemble']['error_rate']:.4f}", file=sys.stderr)
+    return result
+
+
+# -- the model's probabilities --------------------------------------------------------------------
+
+def check_data_fits(model_dir: Path, classes: list[str], data_dir: Path) -> None:
+    """Refuse data tokenized differently from the model's, or with other classes."""
+    check_same_tokenizer(model_dir, data_dir)
+    check_same_vocab(model_dir, data_dir, hint=f"tokenize the data with --vocab_from {model_dir}")
+    data_classes = load_classes(data_dir)
+    if data_classes is not None and list(data_classes) != list(classes):
+        raise UlmfitError(f"{data_dir / CLASSES_FILE}: classes {data_classes} differ from the model's "
+                          f"{model_dir / CLASSES_FILE} {classes}")
+
+
+def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None, device: torch.device,
+                 tta: int = 0) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:
+    """Load a classifier, check it fits the data and return its probabilities on ``split``
+    (averaged over ``tta`` augmented copies too)."""
+    cfg, classes, model = load_classifier(model_dir)
+    check_data_fits(model_dir, classes, data_dir)
+    data = load_split(data_dir, split)
+    check_labels(data, len(classes), data_dir, split)
+    probs = _tta_predict(model.to(device), list(data), cfg, bs, device, tta, tta_neighbours(model, tta))
+    return cfg, classes, data, probs
+
+
+def _tta_predict(model: TextClassifier, docs: Sequence[np.ndarray], cfg: ClassifierConfig, bs: int | None,
+                 device: torch.device, tta: int, neighbours: np.ndarray | None, first: int = 0) -> np.ndarray:
+    """Class probabilities of ``docs`` read as in training (first max_tokens tokens, then augmented),
+    averaged with ``tta`` augmented copies (see ulmfit.classifier.tta); ``first``: index of docs[0]."""
+    predict = functools.partial(predict_probs, model, bs=bs or cfg.bs, backwards=cfg.backwards, device=device)
+    return tta_probs(predict, [doc[:cfg.max_tokens] for doc in docs], tta, neighbours, first)
+
+
+def _report(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict:
+    labelled = labels != UNLABELLED
+    if not labelled.any():
+        raise UlmfitError("no labelled documents to score")
+    report = classification_report(labels[labelled], probs[labelled].argmax(1), classes)
+    return {**report, "unlabelled": int((~labelled).sum())}
+
+
+def format_report(report: dict) -> str:
+    """A few readable lines: overall scores, then precision and recall per class."""
+    lines = [f"n {report['n']}  accuracy {report['accuracy']:.4f}  error {report['error_rate']:.4f}  "
+             f"macro-F1 {report['macro_f1']:.4f}"]
+    for name, scores in report["per_class"].items():
+        lines.append(f"  {name:>12}  precision {scores['precision']:.3f}  recall {scores['recall']:.3f}  "
+                     f"f1 {scores['f1']:.3f}  support {scores['support']}")
+    return "\n".join(lines)
+
+
+
+# -- predict's input and output -----------------------------------------------------------------
+
+def _input_texts(spec: str, options: ReadOptions) -> Iterator[str]:
+    if spec == "-":
+        return (line.strip() for line in sys.stdin if line.strip())
+    return (text for text, _ in DocumentSource(spec, options))
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+
+
+def _output_format(output: str) -> str:
+    fmt = OUTPUT_FORMATS.get(Path(output).suffix.lower())
+    if fmt is None:
+        raise UlmfitError(f"{output}: cannot tell the output format from the name; use .csv or .jsonl "
+                          f"or pass --output_format")
+    return fmt
+
+
+def _row_writer(f, out_format: str, classes: list[str]):
+    """A function writing one document's probabilities as a CSV row or a JSON line."""
+    if out_format == "csv":
+        writer = csv.writer(f)
+        writer.writerow(["label"] + [f"prob_{name}" for name in classes])
+        return lambda probs: writer.writerow([classes[int(probs.argmax())]] + [f"{p:.6g}" for p in probs])
+    if out_format == "jsonl":
+        return lambda probs: f.write(json.dumps({"label": classes[int(probs.argmax())],
+                                                 "probs": {n: float(p) for n, p in zip(classes, probs)}}) + "\n")
+    raise UlmfitError(f"unknown output format {out_format!r}; choose csv or jsonl")
