@@ -6,7 +6,8 @@ from torch import nn
 
 from ulmfit.errors import UlmfitError
 from ulmfit.schedules import constant
-from ulmfit.training import LAST_CHECKPOINT, Callback, Trainer, make_optimizer
+from ulmfit.artefacts import LAST_CHECKPOINT
+from ulmfit.training import Callback, Trainer, make_optimizer
 from ulmfit.tricks import parse_tricks
 from ulmfit.tricks.accumulate import GradientAccumulation, accumulation_group
 

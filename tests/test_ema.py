@@ -4,7 +4,8 @@ from torch import nn
 
 from ulmfit.stages.classify import train
 from ulmfit.stages.lm import pretrain
-from ulmfit.training import BEST_WEIGHTS, LAST_CHECKPOINT, Callback
+from ulmfit.artefacts import BEST_WEIGHTS, LAST_CHECKPOINT
+from ulmfit.training import Callback
 from ulmfit.tricks.ema import EMAWeights
 
 from toy import Blobs, Crash, CrashAt, WeightLog, assert_weights, differ, toy_trainer

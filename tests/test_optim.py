@@ -6,7 +6,8 @@ import torch
 from ulmfit.errors import UlmfitError
 from ulmfit.optim import Lamb, trust_ratio
 from ulmfit.stages.lm import LMTrainConfig
-from ulmfit.training import LAST_CHECKPOINT, make_optimizer
+from ulmfit.artefacts import LAST_CHECKPOINT
+from ulmfit.training import make_optimizer
 
 from toy import toy_trainer
 

@@ -8,7 +8,8 @@ import torch
 from ulmfit.errors import UlmfitError
 from ulmfit.precision import cpu_has_native_bf16, resolve_precision
 from ulmfit.stages.common import TrainConfig
-from ulmfit.training import LAST_CHECKPOINT, Callback
+from ulmfit.artefacts import LAST_CHECKPOINT
+from ulmfit.training import Callback
 from ulmfit.tricks.accumulate import GradientAccumulation
 
 from tiny_classifier import FixedBatches, classifier_trainer

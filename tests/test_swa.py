@@ -4,7 +4,7 @@ from torch import nn
 
 from ulmfit.errors import UlmfitError
 from ulmfit.stages.classify import train
-from ulmfit.training import BEST_WEIGHTS, LAST_CHECKPOINT
+from ulmfit.artefacts import BEST_WEIGHTS, LAST_CHECKPOINT
 from ulmfit.tricks.ema import EMAWeights
 from ulmfit.tricks.swa import SWAWeights, recompute_batchnorm
 

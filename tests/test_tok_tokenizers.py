@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
+from ulmfit.artefacts import SPM_MODEL
 from ulmfit.paths import data_root
 from ulmfit.text import rules, tokenizers
 from ulmfit.text.readers import read_documents
@@ -141,7 +142,7 @@ def sp_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sp")
     settings = TokenizerSettings.create("sentencepiece", "en", "unigram", 120)
     train_sentencepiece(SP_TEXTS, folder, settings, sample_sentences=1000, threads=1)
-    encoder = tokenizers.SentencePieceEncoder(settings, folder / tokenizers.SP_MODEL_FILE)
+    encoder = tokenizers.SentencePieceEncoder(settings, folder / SPM_MODEL)
     Tokenizer(settings, encoder.vocab(), folder).save(folder)
     return folder
 
@@ -156,7 +157,7 @@ def test_sentencepiece_vocab_has_specials_first(sp_folder):
 def test_sentencepiece_decode_encode_round_trip(tmp_path, model_type):
     settings = TokenizerSettings.create("sentencepiece", "en", model_type, 100)
     train_sentencepiece(SP_TEXTS, tmp_path, settings, sample_sentences=1000, threads=1)
-    encoder = tokenizers.SentencePieceEncoder(settings, tmp_path / tokenizers.SP_MODEL_FILE)
+    encoder = tokenizers.SentencePieceEncoder(settings, tmp_path / SPM_MODEL)
     tok = Tokenizer(settings, encoder.vocab(), tmp_path)
     text = "The lazy fox learns the structure of a model."
     ids = tok.encode(text)

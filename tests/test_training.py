@@ -10,8 +10,8 @@ from ulmfit.lm_data import LMStream
 from ulmfit.model.awd_lstm import LanguageModel, make_config
 from ulmfit.schedules import discriminative_lrs, make_schedule
 from ulmfit.lm_callbacks import ARTAR, LMWindows
-from ulmfit.training import (BEST_WEIGHTS, LAST_CHECKPOINT, LOG, Callback, RepeatedPasses, Trainer, make_optimizer,
-                             passes_for)
+from ulmfit.artefacts import BEST_WEIGHTS, LAST_CHECKPOINT, LOG
+from ulmfit.training import Callback, RepeatedPasses, Trainer, make_optimizer, passes_for
 
 from toy import toy_trainer
 

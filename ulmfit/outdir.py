@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .artefacts import CONFIG
 from .errors import UlmfitError
 
-CONFIG = "config.json"
 # tempfile's names: the prefix given, 8 characters of [a-z0-9_], the suffix (see ulmfit.files)
 _TEMP_PART = r"\.[a-z0-9_]{8}\.tmp"
 

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from .artefacts import ENCODER, EVAL_REPORT, LOG, METRICS
 from .errors import UlmfitError
 from .files import atomic_path, read_json, write_text
-from .stages.common import ENCODER, METRICS
-from .training import LOG
 
-EVAL_TEST = "eval_test.json"
+EVAL_TEST = EVAL_REPORT.format(split="test")
 REPORT = "report.md"
 LOWSHOT_TABLE = "lowshot"
 NO_VALUE = "–"

@@ -26,6 +26,9 @@ a step whose gradients overflowed is skipped (a GradScaler, saved in checkpoints
 Data sources give batches with ``inputs`` (the model's positional arguments), ``target``,
 ``n_tokens`` and ``to(device)``, and have ``n_batches(epoch)`` and ``batches(epoch, start)``; the
 batches of an epoch must depend only on the epoch, which makes resuming exact.
+
+One module of ~440 lines on purpose: the loop, checkpoints, resume and precision handling read and
+write the same trainer state; the task- and trick-specific parts are already callbacks elsewhere.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .artefacts import BEST_WEIGHTS, LAST_CHECKPOINT, LOG
 from .errors import UlmfitError
 from .files import atomic_path, write_text
 from .precision import PRECISIONS, autocast
@@ -48,9 +52,6 @@ from .progress import progress_bar
 from .optim import Lamb
 from .schedules import Schedule
 
-LAST_CHECKPOINT = "last.pt"   # full training state, for resume
-BEST_WEIGHTS = "best.pt"      # weights of the epoch with the best monitored metric
-LOG = "log.jsonl"             # one JSON object per epoch
 
 
 class Batch(Protocol):

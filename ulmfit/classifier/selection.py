@@ -11,8 +11,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..artefacts import CLASSES
 from ..errors import UlmfitError
-from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, available_splits, labels_path, load_split
+from ..text.corpus import UNLABELLED, TokenizedSplit, available_splits, labels_path, load_split
 
 VALID_FRAC = 0.1  # held out of train (seeded) when the data has no valid split
 
@@ -86,5 +87,5 @@ def check_labels(split: TokenizedSplit, n_classes: int, data_dir: Path, name: st
     bad = (labels < UNLABELLED) | (labels >= n_classes)
     if bad.any():
         raise UlmfitError(f"{labels_path(data_dir, name)}: label {labels[bad][0]} is not a class of "
-                          f"{data_dir / CLASSES_FILE} ({n_classes} classes)")
+                          f"{data_dir / CLASSES} ({n_classes} classes)")
     return labels

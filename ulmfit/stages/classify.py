@@ -31,20 +31,22 @@ from ..classifier.data import ClassificationData, training_data
 from ..classifier.head import PoolingClassifierHead, TextClassifier, set_trainable_groups
 from ..classifier.predict import predict_probs
 from ..classifier.selection import VALID_FRAC
+from ..artefacts import BEST_WEIGHTS, CLASSES, CONFIG, ENCODER, METRICS, MODEL, VOCAB
 from ..config import load_config
 from ..errors import UlmfitError
 from ..files import write_json
 from ..model.awd_lstm import AWDLSTM, make_config
 from ..precision import resolve_precision
 from ..schedules import default_arg, discriminative_lrs, restarted
-from ..text.corpus import CLASSES_FILE, require_classes, save_classes
+from ..model_folder import (check_direction, check_same_tokenizer, check_same_vocab, check_vocab_size, load_weights,
+                            prepare_out, require, save_weights)
+from ..text.corpus import require_classes, save_classes
 from ..text.vocab import Vocab
-from ..training import BEST_WEIGHTS, Callback, Trainer
+from ..training import Callback, Trainer
 from ..tricks import build_callbacks, parse_tricks
 from ..tricks.pseudo_label import pseudo_label_pool, pseudo_label_rounds
-from .common import (CONFIG, ENCODER, METRICS, MODEL, VOCAB, TrainConfig, first_line, given_options, peak_rss_mb,
-                     prepare_out, preset_options, require, resolve_device, save_weights)
-from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig, check_same_tokenizer
+from .common import TrainConfig, given_options, peak_rss_mb, preset_options, resolve_device
+from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig
 
 
 @dataclass
@@ -101,36 +103,15 @@ def build_classifier(cfg: ClassifierConfig, n_classes: int) -> TextClassifier:
     return TextClassifier(AWDLSTM(cfg.model), head, cfg.bptt, cfg.max_len)
 
 
-
-
 # -- model folders ------------------------------------------------------------------------------
-
-def check_same_vocab(model_dir: Path, data_dir: Path, hint: str) -> Vocab:
-    """The data's vocabulary, refused unless it is the model folder's, id for id."""
-    model_vocab, data_vocab = Vocab.load(require(model_dir / VOCAB)), Vocab.load(require(data_dir / VOCAB))
-    if model_vocab.itos != data_vocab.itos:
-        first = next((i for i, (a, b) in enumerate(zip(model_vocab.itos, data_vocab.itos)) if a != b),
-                     min(len(model_vocab), len(data_vocab)))
-        raise UlmfitError(f"{data_dir / VOCAB}: not the vocabulary of {model_dir / VOCAB} ({len(data_vocab)} vs "
-                          f"{len(model_vocab)} tokens, first difference at id {first}); {hint}")
-    return data_vocab
-
 
 def load_encoder(encoder_dir: Path, data_dir: Path, backwards: bool) -> tuple[LMTrainConfig, dict[str, Tensor]]:
     """A fine-tuned LM folder's config and ``encoder.pt``, checked against the data and direction."""
     cfg = load_config(LMTrainConfig, require(encoder_dir / CONFIG))
-    if cfg.backwards != backwards:
-        want, have = ("backward", "forward") if backwards else ("forward", "backward")
-        raise UlmfitError(f"{encoder_dir}: is a {have} language model; a {want} classifier needs a {want} encoder")
+    check_direction(encoder_dir, cfg.backwards, backwards, "classifier", "encoder")
     check_same_tokenizer(encoder_dir, data_dir)
     check_same_vocab(encoder_dir, data_dir, hint=f"fine-tune the language model on {data_dir} first")
-    path = require(encoder_dir / ENCODER)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        AWDLSTM(cfg.model).load_state_dict(state)
-    except Exception as e:  # unpickling or shape errors: the file does not fit the config
-        raise UlmfitError(f"{path}: does not match the architecture in {encoder_dir / CONFIG} "
-                          f"({first_line(e)})") from None
+    state = load_weights(encoder_dir / ENCODER, lambda: AWDLSTM(cfg.model), f"the architecture in {encoder_dir / CONFIG}")
     return cfg, state
 
 
@@ -138,19 +119,11 @@ def load_classifier(model_dir: Path) -> tuple[ClassifierConfig, list[str], TextC
     """A classifier folder's config, class names and model (weights loaded, on the CPU)."""
     cfg = load_config(ClassifierConfig, require(model_dir / CONFIG))
     classes = require_classes(model_dir, "a classifier folder written by ulmfit train has one")
-    vocab = Vocab.load(require(model_dir / VOCAB))
-    if len(vocab) != cfg.model.vocab_size:
-        raise UlmfitError(f"{model_dir / VOCAB}: {len(vocab)} tokens, but {model_dir / CONFIG} says "
-                          f"vocab_size={cfg.model.vocab_size}")
-    path = require(model_dir / MODEL)
+    check_vocab_size(model_dir, cfg.model.vocab_size, len(Vocab.load(require(model_dir / VOCAB))))
     model = build_classifier(cfg, len(classes))
-    try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as e:
-        raise UlmfitError(f"{path}: does not match the classifier in {model_dir / CONFIG} and "
-                          f"{model_dir / CLASSES_FILE} ({first_line(e)})") from None
+    load_weights(model_dir / MODEL, lambda: model,
+                 f"the classifier in {model_dir / CONFIG} and {model_dir / CLASSES}")
     return cfg, classes, model
-
 
 
 # -- stages -------------------------------------------------------------------------------------

@@ -1,34 +1,21 @@
-"""Helpers shared by the training stages: model-folder file names, options from presets, output
-folders, device choice and weight files."""
+"""What the training stages share: the config fields every run has, options from presets, and
+the device and memory a run reports. (A model folder's files, loaders and checks are
+:mod:`ulmfit.artefacts` and :mod:`ulmfit.model_folder`.)"""
 from __future__ import annotations
 
 import resource
-import shutil
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from ..config import config_from_dict, config_to_dict, load_config, save_config
+from ..config import config_from_dict
 from ..errors import UlmfitError
-from ..files import atomic_path
 from ..model.awd_lstm import AWDLSTMConfig
-from ..outdir import unknown_files
 from ..schedules import Schedule, default_arg, discriminative_lrs, make_schedule, stlr
-from ..text.corpus import CLASSES_FILE
-from ..training import (LAST_CHECKPOINT, BatchSource, RepeatedPasses, make_optimizer, optimizer_class,
-                        passes_for)
-
-CONFIG = "config.json"
-MODEL = "model.pt"
-ENCODER = "encoder.pt"
-METRICS = "metrics.json"
-VOCAB = "vocab.json"
-TOKENIZER = "tokenizer.json"
-SPM_MODEL = "spm.model"
+from ..training import BatchSource, RepeatedPasses, make_optimizer, optimizer_class, passes_for
 
 
 @dataclass
@@ -111,80 +98,7 @@ def given_options(**kwargs) -> dict:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def require(path: Path) -> Path:
-    """``path`` itself, or a UlmfitError naming it when it does not exist."""
-    if not path.exists():
-        raise UlmfitError(f"{path}: file not found")
-    return path
-
-
-def save_weights(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
 def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB (children excluded): what a run needed."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
-
-
-def first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def copy_tokenizer_files(src: Path, dst: Path) -> None:
-    """Copy ``vocab.json``, ``tokenizer.json`` (and ``spm.model`` if any) from ``src`` to ``dst``."""
-    for name in (VOCAB, TOKENIZER, SPM_MODEL):
-        if (src / name).exists():
-            with atomic_path(dst / name) as tmp:
-                shutil.copyfile(src / name, tmp)
-        elif name != SPM_MODEL:
-            raise UlmfitError(f"{src / name}: file not found")
-
-
-# What prepare_out and the stage write before the first checkpoint: a folder holding only these
-# (and its config.json) is a run that stopped before it saved any training, and starts again.
-SETUP_FILES = frozenset({CONFIG, VOCAB, TOKENIZER, SPM_MODEL, CLASSES_FILE})
-
-
-def prepare_out(out_dir: Path, cfg, data_dir: Path, resume: bool) -> bool:
-    """Check ``out_dir`` fits a new run or resuming, then write the config and vocabulary files.
-
-    Returns whether the run continues from the checkpoint. Resuming needs the saved config to
-    equal ``cfg`` (a dataclass) field for field. A folder of a run that stopped before its first
-    checkpoint starts again, with or without ``resume``; any other non-empty folder is refused.
-    """
-    if resume and (out_dir / LAST_CHECKPOINT).exists():
-        saved = load_config(type(cfg), require(out_dir / CONFIG))
-        differ = config_diff(config_to_dict(saved), config_to_dict(cfg))
-        if differ:
-            raise UlmfitError(f"{out_dir / CONFIG}: resuming needs the same options; these differ "
-                              f"(saved -> now): {', '.join(differ)}")
-        return True
-    if resume and not (out_dir / CONFIG).exists():
-        raise UlmfitError(f"{out_dir / LAST_CHECKPOINT}: file not found; there is no run to resume in {out_dir}")
-    if (out_dir / CONFIG).exists() and not unknown_files(out_dir, SETUP_FILES):
-        print(f"{out_dir}: the run in it stopped before its first checkpoint; starting it again", file=sys.stderr)
-    elif (out_dir / LAST_CHECKPOINT).exists():
-        raise UlmfitError(f"{out_dir}: already exists and is not empty (it holds a run); pass --resume to continue it (same options), "
-                          f"or choose another --out")
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise UlmfitError(f"{out_dir}: already exists and is not empty; choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out_dir / CONFIG)
-    copy_tokenizer_files(data_dir, out_dir)
-    return False
-
-
-def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """``"key: old -> new"`` for every (nested) field that differs."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += config_diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return out

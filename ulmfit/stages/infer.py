@@ -17,6 +17,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..artefacts import CONFUSION_PLOT, ENSEMBLE_PROBS, ENSEMBLE_REPORT, EVAL_PROBS, EVAL_REPORT
 from ..classifier.head import TextClassifier
 from ..classifier.metrics import average_probabilities, classification_report, plot_confusion_matrix
 from ..classifier.predict import predict_probs
@@ -24,12 +25,12 @@ from ..classifier.selection import check_labels
 from ..classifier.tta import tta_neighbours, tta_probs
 from ..errors import UlmfitError
 from ..files import atomic_path, save_npy, write_json
-from ..text.corpus import CLASSES_FILE, UNLABELLED, TokenizedSplit, load_classes, load_split
+from ..model_folder import check_data_fits, check_same_classes
+from ..text.corpus import UNLABELLED, TokenizedSplit, load_split
 from ..text.readers import DocumentSource, ReadOptions
 from ..text.tokenizers import load_tokenizer
-from .classify import ClassifierConfig, check_same_vocab, load_classifier
+from .classify import ClassifierConfig, load_classifier
 from .common import resolve_device
-from .lm import check_same_tokenizer
 
 PREDICT_CHUNK_DOCS = 4096  # documents tokenized and classified at a time by ``predict``
 
@@ -59,9 +60,9 @@ def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, 
     _, classes, split_data, probs = _model_probs(model_dir, data_dir, split, bs, resolve_device(device), tta)
     report = {"model": str(model_dir), "data": str(data_dir), "split": split, "tta": tta,
               **_report(np.asarray(split_data.labels), probs, classes)}
-    save_npy(model_dir / f"probs_{split}.npy", probs.astype(np.float32))
-    plot_confusion_matrix(np.array(report["confusion_matrix"]), classes, model_dir / f"confusion_{split}.png")
-    write_json(model_dir / f"eval_{split}.json", report)
+    save_npy(model_dir / EVAL_PROBS.format(split=split), probs.astype(np.float32))
+    plot_confusion_matrix(np.array(report["confusion_matrix"]), classes, model_dir / CONFUSION_PLOT.format(split=split))
+    write_json(model_dir / EVAL_REPORT.format(split=split), report)
     print(format_report(report), file=sys.stderr)
     return report
 
@@ -142,9 +143,8 @@ def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: s
     members, all_probs, classes, labels = [], [], None, None
     for name in names:
         cfg, model_classes, split_data, probs = _model_probs(Path(name), data_dir, split, bs, dev)
-        if classes is not None and model_classes != classes:
-            raise UlmfitError(f"{Path(name) / CLASSES_FILE}: classes {model_classes} differ from "
-                              f"{Path(names[0]) / CLASSES_FILE} {classes}")
+        if classes is not None:
+            check_same_classes(Path(name), model_classes, Path(names[0]), classes)
         classes, labels = model_classes, np.asarray(split_data.labels)
         report = _report(labels, probs, classes)
         members.append({"model": name, "backwards": cfg.backwards,
@@ -154,8 +154,8 @@ def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: s
     result = {"data": str(data_dir), "split": split, "models": members,
               "ensemble": _report(labels, averaged, classes)}
     out_dir = Path(out) if out else Path(names[0])
-    save_npy(out_dir / f"ensemble_probs_{split}.npy", averaged.astype(np.float32))
-    write_json(out_dir / f"ensemble_{split}.json", result)
+    save_npy(out_dir / ENSEMBLE_PROBS.format(split=split), averaged.astype(np.float32))
+    write_json(out_dir / ENSEMBLE_REPORT.format(split=split), result)
     for member in members:
         print(f"{member['model']}: error {member['error_rate']:.4f}", file=sys.stderr)
     print(f"ensemble: error {result['ensemble']['error_rate']:.4f}", file=sys.stderr)
@@ -163,16 +163,6 @@ def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: s
 
 
 # -- the model's probabilities --------------------------------------------------------------------
-
-def check_data_fits(model_dir: Path, classes: list[str], data_dir: Path) -> None:
-    """Refuse data tokenized differently from the model's, or with other classes."""
-    check_same_tokenizer(model_dir, data_dir)
-    check_same_vocab(model_dir, data_dir, hint=f"tokenize the data with --vocab_from {model_dir}")
-    data_classes = load_classes(data_dir)
-    if data_classes is not None and list(data_classes) != list(classes):
-        raise UlmfitError(f"{data_dir / CLASSES_FILE}: classes {data_classes} differ from the model's "
-                          f"{model_dir / CLASSES_FILE} {classes}")
-
 
 def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None, device: torch.device,
                  tta: int = 0) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:

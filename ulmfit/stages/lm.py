@@ -22,12 +22,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..artefacts import CONFIG, CURVE, ENCODER, METRICS, MODEL, VOCAB
 from ..classifier.selection import labelled_docs
 from ..config import load_config
 from ..errors import UlmfitError
-from ..files import read_json, write_json
+from ..files import write_json
 from ..lm_data import LMStream
-from ..model.awd_lstm import AWDLSTMConfig, LanguageModel, make_config
+from ..model_folder import (check_direction, check_same_tokenizer, check_vocab_size, load_weights, prepare_out,
+                            require, save_weights)
+from ..model.awd_lstm import LanguageModel, make_config
 from ..schedules import default_arg, discriminative_lrs
 from ..text.corpus import TokenizedSplit, available_splits, load_split, require_classes
 from ..text.vocab import Vocab
@@ -35,13 +38,10 @@ from ..lm_callbacks import ARTAR, LMWindows, ValidationCurve
 from ..precision import resolve_precision
 from ..training import Trainer, perplexity
 from ..tricks import build_callbacks, parse_tricks
-from .common import (CONFIG, ENCODER, METRICS, MODEL, SPM_MODEL, TOKENIZER, VOCAB, TrainConfig, first_line,
-                     given_options, peak_rss_mb, prepare_out, preset_options, require, resolve_device,
-                     save_weights)
+from .common import TrainConfig, given_options, peak_rss_mb, preset_options, resolve_device
 
 CHECKPOINT_INTERVAL_S = 600  # an interrupted run loses at most ten minutes
 HOLD_OUT_EVERY = 10  # without a valid split, every 10th training document validates
-CURVE = "curve.jsonl"  # --curve_every_s: validation perplexity against training time
 CURVE_TOKENS = 100_000  # ... on the first documents of the valid split that hold this many tokens
 
 
@@ -183,9 +183,7 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
     """
     pre_dir, data_dir, out_dir = Path(pretrained), Path(data), Path(out)
     pre_cfg, vocab, weights = load_lm_for_data(pre_dir, data_dir)
-    if pre_cfg.backwards != backwards:
-        want, have = ("backward", "forward") if backwards else ("forward", "backward")
-        raise UlmfitError(f"{pre_dir}: is a {have} language model; a {want} one needs a {want} pretrained model")
+    check_direction(pre_dir, pre_cfg.backwards, backwards, "one", "pretrained model")
     fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs,
                             max_steps=max_steps, min_steps=min_steps, bs=bs, bptt=bptt, lr=lr, seed=seed,
                             backwards=backwards, schedule=schedule, optimizer=optimizer, max_train=max_train)
@@ -275,41 +273,10 @@ def load_lm_for_data(model_dir: Path, data_dir: Path) -> tuple[LMTrainConfig, Vo
     check_same_tokenizer(model_dir, data_dir)
     old_itos = Vocab.load(require(model_dir / VOCAB)).itos
     vocab = Vocab.load(data_dir)
-    weights = load_lm_weights(model_dir, cfg.model, len(old_itos))
+    check_vocab_size(model_dir, cfg.model.vocab_size, len(old_itos))
+    weights = load_weights(model_dir / MODEL, lambda: LanguageModel(cfg.model),
+                           f"the architecture in {model_dir / CONFIG}")
     return cfg, vocab, map_lm_vocab(weights, old_itos, vocab.itos)
-
-
-def load_lm_weights(folder: Path, model_cfg: AWDLSTMConfig, vocab_size: int) -> dict[str, torch.Tensor]:
-    """``folder/model.pt``, checked against the architecture in its config.json and its vocabulary."""
-    path = require(folder / MODEL)
-    if model_cfg.vocab_size != vocab_size:
-        raise UlmfitError(f"{folder / VOCAB}: {vocab_size} tokens, but {folder / CONFIG} says "
-                          f"vocab_size={model_cfg.vocab_size}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        LanguageModel(model_cfg).load_state_dict(state)
-    except Exception as e:  # unpickling or shape errors: the file does not fit the config
-        raise UlmfitError(f"{path}: does not match the architecture in {folder / CONFIG} ({first_line(e)})") from None
-    return state
-
-
-def check_same_tokenizer(pretrained: Path, data: Path) -> None:
-    """Refuse target data tokenized differently from the pretrained model's data.
-
-    Token strings only mean the same thing under the same tokenizer: the kind, language and
-    rules must agree, and for SentencePiece the very same ``spm.model``.
-    """
-    pre, tgt = read_json(require(pretrained / TOKENIZER)), read_json(require(data / TOKENIZER))
-    for key in ("kind", "lang", "pre_rules", "post_rules"):
-        if pre.get(key) != tgt.get(key):
-            raise UlmfitError(f"{data / TOKENIZER}: {key} is {tgt.get(key)!r} but the model at "
-                              f"{pretrained} used {pre.get(key)!r}; tokenize the target data the same way")
-    if (pretrained / SPM_MODEL).exists() or (data / SPM_MODEL).exists():
-        same = ((pretrained / SPM_MODEL).exists() and (data / SPM_MODEL).exists()
-                and (pretrained / SPM_MODEL).read_bytes() == (data / SPM_MODEL).read_bytes())
-        if not same:
-            raise UlmfitError(f"{data / SPM_MODEL}: not the SentencePiece model of {pretrained}; tokenize the "
-                              f"target data with the pretrained model's SentencePiece model")
 
 
 def untrained_log(valid: dict) -> dict:

@@ -7,6 +7,10 @@ had not reported before. The main process maps them to one temporary numbering, 
 frequencies, and appends the ids to a temporary file per split. After the pass it builds the
 vocabulary from the train counts and rewrites every split through one ``temporary -> final``
 lookup array. No split's token strings are ever held in memory; only the distinct ones are.
+
+One module of ~440 lines: the streaming pass, the worker pool and the staged replacement of the
+output folder share one run's state; moving the tokenizer-specific parts out belongs to the
+tokenizer split planned in issue 12 (not done yet).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ..artefacts import CLASSES, CONFIG, METRICS, SPM_MODEL, TOKENIZER, VOCAB
 from ..config import config_to_dict, load_config, save_config
 from ..errors import UlmfitError
 from ..files import read_json, staging_dir, write_json
@@ -32,14 +37,11 @@ from ..text import corpus
 from ..text.readers import DocumentSource, ReadOptions, read_options_from
 from ..text.special import UNK_ID
 from ..text.tokenizers import (
-    DEFAULT_SP_MODEL_TYPE, DEFAULT_SP_SAMPLE_SENTENCES, DEFAULT_SP_VOCAB_SIZE, SENTENCEPIECE, SP_MODEL_FILE, SPACY,
-    TOKENIZER_FILE, EncodedChunk, IdTranslator, TokenizerSettings, TokenNumbering, copy_file, fit_array, make_encoder,
-    train_sentencepiece,
+    DEFAULT_SP_MODEL_TYPE, DEFAULT_SP_SAMPLE_SENTENCES, DEFAULT_SP_VOCAB_SIZE, SENTENCEPIECE, SPACY, EncodedChunk,
+    IdTranslator, TokenizerSettings, TokenNumbering, copy_file, fit_array, make_encoder, train_sentencepiece,
 )
-from ..text.vocab import DEFAULT_MAX_VOCAB, DEFAULT_MIN_FREQ, VOCAB_FILE, Vocab
+from ..text.vocab import DEFAULT_MAX_VOCAB, DEFAULT_MIN_FREQ, Vocab
 
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
 CHUNK_CHARS = 1 << 20  # ~1 MB of text per task sent to a worker
 CHUNK_DOCS = 2000
 IN_FLIGHT_PER_WORKER = 3  # chunks queued per worker: keeps workers busy, bounds memory
@@ -48,7 +50,7 @@ IN_FLIGHT_PER_WORKER = 3  # chunks queued per worker: keeps workers busy, bounds
 POOL_MIN_BYTES = 16 << 20
 RUNTIME_FIELDS = ("workers",)  # do not change the output, so a rerun with others is the same run
 # Every file a tokenize output can hold: --overwrite replaces a folder only if it holds nothing else.
-OUTPUT_FILES = frozenset([CONFIG_FILE, METRICS_FILE, VOCAB_FILE, TOKENIZER_FILE, SP_MODEL_FILE, corpus.CLASSES_FILE]
+OUTPUT_FILES = frozenset([CONFIG, METRICS, VOCAB, TOKENIZER, SPM_MODEL, CLASSES]
                          + [path(".", split).name for split in corpus.SPLITS
                             for path in (corpus.ids_path, corpus.offsets_path, corpus.labels_path)])
 
@@ -180,17 +182,17 @@ def _previous_run(out: Path, cfg: TokenizeConfig, overwrite: bool) -> dict | Non
     if not out.is_dir():
         raise UlmfitError(f"{out}: exists and is not a folder")
     foreign = unknown_files(out, OUTPUT_FILES)
-    if foreign or not (out / CONFIG_FILE).exists() or not (out / METRICS_FILE).exists():
+    if foreign or not (out / CONFIG).exists() or not (out / METRICS).exists():
         found = f" (it holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''})" if foreign else ""
         raise UlmfitError(f"{out}: folder exists and is not a tokenize output{found}; choose another --out "
                           f"(--overwrite replaces only a folder that ulmfit tokenize wrote)")
-    saved = config_to_dict(load_config(TokenizeConfig, out / CONFIG_FILE))
+    saved = config_to_dict(load_config(TokenizeConfig, out / CONFIG))
     if overwrite:
         return None
     wanted = config_to_dict(cfg)
     differ = sorted(k for k in wanted if k not in RUNTIME_FIELDS and saved.get(k) != wanted[k])
     if not differ:
-        return read_json(out / METRICS_FILE)
+        return read_json(out / METRICS)
     changes = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in differ)
     raise UlmfitError(f"{out}: holds a tokenize run with other settings ({changes}); "
                       "pass --overwrite to replace it or choose another --out")
@@ -229,8 +231,8 @@ def run_tokenize(cfg: TokenizeConfig, out: Path) -> dict:
             corpus.save_classes(folder, classes)
         metrics.update(tokenizer=settings.kind, vocab_size=len(vocab), classes=len(classes), workers=workers,
                        prepare_seconds=round(prepare_seconds, 2), seconds=round(time.perf_counter() - started, 2))
-        save_config(cfg, folder / CONFIG_FILE)
-        write_json(folder / METRICS_FILE, metrics)
+        save_config(cfg, folder / CONFIG)
+        write_json(folder / METRICS, metrics)
     return metrics
 
 
@@ -238,12 +240,12 @@ def _prepare_tokenizer(cfg: TokenizeConfig, folder: Path, train: DocumentSource)
     """Settings (and a fixed vocabulary, or None to build one) for this run, written to ``folder``."""
     if cfg.vocab_from:
         source = Path(cfg.vocab_from)
-        if not (source / TOKENIZER_FILE).exists():
-            raise UlmfitError(f"{source}: no {TOKENIZER_FILE}; --vocab_from needs a folder written by 'ulmfit tokenize'")
+        if not (source / TOKENIZER).exists():
+            raise UlmfitError(f"{source}: no {TOKENIZER}; --vocab_from needs a folder written by 'ulmfit tokenize'")
         settings = TokenizerSettings.load(source)
         vocab = Vocab.load(source)
         if settings.kind == SENTENCEPIECE:
-            copy_file(source / SP_MODEL_FILE, folder / SP_MODEL_FILE)
+            copy_file(source / SPM_MODEL, folder / SPM_MODEL)
         print(f"reusing the {settings.kind} tokenizer and {len(vocab)}-token vocabulary of {source}", file=sys.stderr)
         return settings, vocab
     settings = TokenizerSettings.create(cfg.tokenizer, cfg.lang, cfg.sp_model_type, cfg.sp_vocab_size)

@@ -13,12 +13,11 @@ from typing import Iterator
 
 import numpy as np
 
+from ..artefacts import CLASSES, VOCAB
 from ..errors import UlmfitError
 from ..files import load_npy, read_json, save_npy, write_json
-from .vocab import VOCAB_FILE
 
 SPLITS = ("train", "valid", "test")
-CLASSES_FILE = "classes.json"
 UNLABELLED = -1
 _WRITE_BLOCK = 1 << 24  # tokens remapped per step when finishing a split
 
@@ -83,7 +82,7 @@ def _integer_vector(path: Path, mmap: bool = False) -> np.ndarray:
 def check_ids(ids: np.ndarray, folder: str | os.PathLike, split: str) -> None:
     """Refuse token ids outside the folder's vocabulary (when it has one): an embedding lookup
     would fail deep inside training instead."""
-    vocab = Path(folder) / VOCAB_FILE
+    vocab = Path(folder) / VOCAB
     if not len(ids) or not vocab.exists():
         return
     size = len(read_json(vocab))
@@ -106,7 +105,7 @@ def available_splits(folder: str | os.PathLike) -> list[str]:
 
 def load_classes(folder: str | os.PathLike) -> list[str] | None:
     """The class names of ``folder`` (None without classes.json), checked to be distinct strings."""
-    path = Path(folder) / CLASSES_FILE
+    path = Path(folder) / CLASSES
     if not path.exists():
         return None
     classes = read_json(path)
@@ -121,12 +120,12 @@ def require_classes(folder: str | os.PathLike, why: str) -> list[str]:
     """The class names of a tokenized folder; without any, an error that says ``why`` they are needed."""
     classes = load_classes(folder)
     if not classes:
-        raise UlmfitError(f"{Path(folder) / CLASSES_FILE}: file not found; {why}")
+        raise UlmfitError(f"{Path(folder) / CLASSES}: file not found; {why}")
     return classes
 
 
 def save_classes(folder: str | os.PathLike, classes: list[str]) -> None:
-    write_json(Path(folder) / CLASSES_FILE, list(classes))
+    write_json(Path(folder) / CLASSES, list(classes))
 
 
 def save_split(folder: str | os.PathLike, split: str, docs: list[np.ndarray], labels=None) -> TokenizedSplit:

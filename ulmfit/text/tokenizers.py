@@ -14,6 +14,9 @@ Two kinds, recorded in ``tokenizer.json`` so any later stage can rebuild the exa
 Encoders (:class:`SpacyEncoder`, :class:`SentencePieceEncoder`) turn a chunk of texts into one
 :class:`EncodedChunk`; they run in worker processes during ``ulmfit tokenize`` and inline in
 :class:`Tokenizer` at predict time.
+
+~530 lines: the two encoders, their settings and the predict-time Tokenizer are still one module;
+splitting it is the tokenizer step of issue 12, left for its own change.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from ..artefacts import SPM_MODEL, TOKENIZER
 from ..config import config_from_dict
 from ..errors import UlmfitError
 from ..files import read_json, write_json
@@ -38,8 +42,6 @@ from .vocab import Vocab
 SPACY, SENTENCEPIECE = "spacy", "sentencepiece"
 KINDS = (SPACY, SENTENCEPIECE)
 SP_MODEL_TYPES = ("unigram", "bpe")
-TOKENIZER_FILE = "tokenizer.json"
-SP_MODEL_FILE = "spm.model"
 DEFAULT_SP_MODEL_TYPE = "unigram"
 DEFAULT_SP_VOCAB_SIZE = 25000
 DEFAULT_SP_SAMPLE_SENTENCES = 200_000  # paragraphs; ~70 MB of Wikipedia text, ~1.2 GB RSS to train
@@ -83,11 +85,11 @@ class TokenizerSettings:
             raise UlmfitError(f"{source}: post rules {self.post_rules} are not supported (this version applies {expected})")
 
     def save(self, folder: str | os.PathLike) -> None:
-        write_json(Path(folder) / TOKENIZER_FILE, dataclasses.asdict(self))
+        write_json(Path(folder) / TOKENIZER, dataclasses.asdict(self))
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "TokenizerSettings":
-        path = Path(folder) / TOKENIZER_FILE
+        path = Path(folder) / TOKENIZER
         settings = config_from_dict(cls, read_json(path), source=str(path))
         settings.check(str(path))
         return settings
@@ -394,7 +396,7 @@ def make_encoder(settings: TokenizerSettings, folder: str | os.PathLike | None):
     """The encoder for ``settings``; SentencePiece reads ``spm.model`` from ``folder``."""
     if settings.kind == SPACY:
         return SpacyEncoder(settings)
-    return SentencePieceEncoder(settings, Path(folder) / SP_MODEL_FILE)
+    return SentencePieceEncoder(settings, Path(folder) / SPM_MODEL)
 
 
 class IdTranslator:
@@ -443,7 +445,7 @@ def train_sentencepiece(
     """
     import sentencepiece as spm
 
-    model_path = Path(folder) / SP_MODEL_FILE
+    model_path = Path(folder) / SPM_MODEL
     reading_error: list[BaseException] = []
 
     def lines() -> Iterator[str]:  # SentencePiece wraps errors of the input; keep ours to re-raise
@@ -513,7 +515,7 @@ class Tokenizer:
         self.settings.save(folder)
         self.vocab.save(folder)
         if self.kind == SENTENCEPIECE:
-            copy_file(Path(self.folder) / SP_MODEL_FILE, Path(folder) / SP_MODEL_FILE)
+            copy_file(Path(self.folder) / SPM_MODEL, Path(folder) / SPM_MODEL)
 
 
 def copy_file(src: Path, dst: Path) -> None:
@@ -524,6 +526,6 @@ def copy_file(src: Path, dst: Path) -> None:
 def load_tokenizer(folder: str | os.PathLike) -> Tokenizer:
     """Rebuild the tokenizer saved in a tokenized (or model) folder."""
     folder = Path(folder)
-    if not (folder / TOKENIZER_FILE).exists():
-        raise UlmfitError(f"{folder}: no {TOKENIZER_FILE}; is it the output of 'ulmfit tokenize'?")
+    if not (folder / TOKENIZER).exists():
+        raise UlmfitError(f"{folder}: no {TOKENIZER}; is it the output of 'ulmfit tokenize'?")
     return Tokenizer(TokenizerSettings.load(folder), Vocab.load(folder), folder)

@@ -7,11 +7,11 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from ..artefacts import VOCAB
 from ..errors import UlmfitError
 from ..files import read_json, write_json
 from .special import SPECIAL_TOKENS, UNK_ID
 
-VOCAB_FILE = "vocab.json"
 DEFAULT_MAX_VOCAB = 60000
 DEFAULT_MIN_FREQ = 2
 
@@ -59,14 +59,14 @@ class Vocab:
         return [self.itos[i] for i in ids]
 
     def save(self, folder: str | os.PathLike) -> None:
-        write_json(Path(folder) / VOCAB_FILE, self.itos)
+        write_json(Path(folder) / VOCAB, self.itos)
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "Vocab":
         """Load ``vocab.json`` from a folder (or the file itself)."""
         path = Path(folder)
         if path.is_dir() or not path.suffix:
-            path = path / VOCAB_FILE
+            path = path / VOCAB
         itos = read_json(path)
         if not isinstance(itos, list) or not all(isinstance(s, str) for s in itos):
             raise UlmfitError(f"{path}: expected a JSON list of token strings")
