@@ -6,13 +6,15 @@
 #   WIKI=small (default: train-small.jsonl.xz, 2M words) | full (train.jsonl.xz, 63M words)
 #   PRESET=cpu (default) | paper | tiny (20 articles);  DIRECTIONS="fwd bwd" (default) | fwd | bwd
 #   ULMFIT_DATA: data root (default ../shared/data); RUNS: output root (default runs/$PRESET)
-#   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS, MAX_STEPS: optional overrides.
+#   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS (default 8 for small: about 35
+#   minutes at the cpu preset on 2 cores, see the README's "Pretraining speed"; 1 for full);
+#   MAX_STEPS: optional bound.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 WIKI=${WIKI:-small}
 case $WIKI in
-    small) train=train-small.jsonl.xz; vocab=30000 ;;
-    full) train=train.jsonl.xz; vocab=60000 ;;
+    small) train=train-small.jsonl.xz; vocab=30000; epochs=8 ;;
+    full) train=train.jsonl.xz; vocab=60000; epochs=1 ;;
     *) echo "WIKI must be small or full, not '$WIKI'" >&2; exit 2 ;;
 esac
 
@@ -24,6 +26,6 @@ for dir in $DIRECTIONS; do
     done_ "$lm" && continue
     echo "== pretrain the $dir language model on Wikipedia ($train)" >&2
     ulmfit pretrain --data "$RUNS/wiki/tok" --out "$lm" --preset "$PRESET" $back $(resume "$lm") \
-        $(opt epochs "${LM_EPOCHS:-}") $(opt max_steps "${MAX_STEPS:-}") >/dev/null
+        $(opt epochs "${LM_EPOCHS:-$([ "$PRESET" = cpu ] && echo $epochs || true)}") $(opt max_steps "${MAX_STEPS:-}") >/dev/null
 done
 echo "wiki language models: $RUNS/wiki/lm_{${DIRECTIONS// /,}}"
