@@ -88,7 +88,9 @@ class ClassifierConfig(TrainConfig):
 # Overrides of the ClassifierConfig defaults per preset; a classifier takes its encoder's preset.
 CLF_PRESETS: dict[str, dict] = {
     "paper": {},
-    "cpu": {},
+    # One rate for every layer group, 3x the paper's: better or equal on TREC-6, CR and MPQA over
+    # 3 seeds each (README, "Classifier defaults"); the paper's factor 2.6 stays on --preset paper.
+    "cpu": {"lr": 3e-2, "disc_factor": 1.0},
     "tiny": {"bs": 32, "bptt": 20, "max_len": 200, "lr": 2e-2, "epochs": 4, "min_steps": 0},
 }
 
