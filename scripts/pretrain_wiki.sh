@@ -6,8 +6,8 @@
 #   WIKI=small (default: train-small.jsonl.xz, 2M words) | full (train.jsonl.xz, 63M words)
 #   PRESET=cpu (default) | paper | tiny (20 articles);  DIRECTIONS="fwd bwd" (default) | fwd | bwd
 #   ULMFIT_DATA: data root (default ../shared/data); RUNS: output root (default runs/$PRESET)
-#   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS (default 8 for small: about 35
-#   minutes at the cpu preset on 2 cores, see the README's "Pretraining speed"; 1 for full);
+#   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS (default 8 for small at the cpu
+#   preset: 258-271 s an epoch on 2 cores, see the README's "Pretraining speed"; 1 for full);
 #   MAX_STEPS: optional bound.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
