@@ -10,6 +10,8 @@ the ratios hold even on a busy machine. Rows:
 * ``adaptive fp32`` / ``adaptive bf16``: the adaptive softmax (``--cutoffs``), without and with
   bf16 autocast (``--precision``'s bf16);
 * ``full bf16``;
+* ``adaptive bf16 compiled``: the same under ``torch.compile`` (its compilation runs in the warmup
+  steps, which need to be enough for it);
 * ``fastai fp32`` / ``fastai bf16``: fastai's ``get_language_model(AWD_LSTM, ...)`` with the same
   sizes, when fastai is importable (install it in a separate venv; it is never a dependency).
 
@@ -32,11 +34,12 @@ from ulmfit.model import LanguageModel, ar_tar_penalty, detach_state, make_confi
 from ulmfit.model.awd_lstm import PRESETS
 
 
-def ulmfit_row(cfg, bf16: bool) -> tuple[torch.nn.Module, Callable, bool]:
+def ulmfit_row(cfg, bf16: bool, compiled: bool = False) -> tuple[torch.nn.Module, Callable, bool]:
     model = LanguageModel(cfg)
+    forward = torch.compile(model) if compiled else model
 
     def step(tokens, targets, state):
-        out = model(tokens, state)
+        out = forward(tokens, state)
         loss = model.loss(out, targets) + ar_tar_penalty(out.last_raw, out.last_dropped, cfg.ar_alpha, cfg.tar_beta)
         return loss, detach_state(out.state)
 
@@ -91,11 +94,12 @@ def main() -> None:
         "full bf16": lambda: ulmfit_row(full, True),
         "adaptive fp32": lambda: ulmfit_row(adaptive, False),
         "adaptive bf16": lambda: ulmfit_row(adaptive, True),
+        "adaptive bf16 compiled": lambda: ulmfit_row(adaptive, True, compiled=True),
     }
     if fastai_available():
         builders["fastai fp32"] = lambda: fastai_row(full, False)
         builders["fastai bf16"] = lambda: fastai_row(full, True)
-    names = args.rows.split(",") if args.rows else list(builders)
+    names = args.rows.split(",") if args.rows else [name for name in builders if "compiled" not in name]
     rows = {name: builders[name]() for name in names}
     for model, _, _ in rows.values():
         model.to(device).train()
@@ -130,9 +134,9 @@ def main() -> None:
           f"vocab={args.vocab} cutoffs={list(adaptive.softmax_cutoffs)} batch={args.bs}x{args.bptt} "
           f"device={args.device} threads={torch.get_num_threads()} steps={args.steps} (+{args.warmup} warmup) "
           f"loadavg={' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"{'row':<16} {'tokens/s':>10} {'ratio':>6}   (ratio to {'fastai fp32' if 'fastai fp32' in rates else names[0]})")
+    print(f"{'row':<24} {'tokens/s':>10} {'ratio':>6}   (ratio to {'fastai fp32' if 'fastai fp32' in rates else names[0]})")
     for name, rate in rates.items():
-        print(f"{name:<16} {rate:>10.0f} {rate / reference:>6.2f}")
+        print(f"{name:<24} {rate:>10.0f} {rate / reference:>6.2f}")
 
 
 if __name__ == "__main__":

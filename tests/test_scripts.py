@@ -145,3 +145,21 @@ def test_imdb_recipe_runs_on_a_balanced_subset(trec6):
     report = read(runs / "imdb" / "clf_fwd" / "eval_test.json")
     assert report["n"] == 20 and report["unlabelled"] == 0
     assert read(runs / "imdb" / "clf_fwd" / "config.json")["max_tokens"] == 400
+
+
+@pytest.mark.slow
+def test_devsuite_recipe_tabulates_each_set_against_its_floors(trec6):
+    if not all((data_root() / name / "train.csv").exists() for name in ("cr", "mpqa")):
+        pytest.skip("CR or MPQA data not found under the data root")
+    runs, _ = trec6
+    result = run_script("devsuite.sh", runs, SETS="cr mpqa", DIRECTIONS="fwd", MAX_STEPS="4")
+    for name, n_test in (("cr", 377), ("mpqa", 1060)):
+        assert read(runs / name / "tok" / "metrics.json")["splits"]["test"]["docs"] == n_test
+        assert read(runs / name / "clf_fwd" / "eval_test.json")["n"] == n_test
+    table = (runs / "devsuite.txt").read_text().splitlines()
+    assert table[0].split() == ["set", "fwd", "ensemble", "bow", "floor", "tf-idf", "floor"]
+    rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
+    assert set(rows) == {"cr", "mpqa"} and rows["cr"][-1] == "21.49" and rows["mpqa"][-1] == "12.55"
+    for values in rows.values():
+        assert 0 <= float(values[0]) <= 100 and values[1] == "-" and 0 <= float(values[2]) <= 100
+    assert result.stdout.splitlines()[-3:] == table
