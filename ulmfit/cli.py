@@ -17,6 +17,7 @@ from .errors import UlmfitError
 from .outdir import output_lock, remove_stale_temps
 from .report import report
 from .stages.classify import train
+from .stages.import_fastai import import_fastai
 from .stages.infer import ensemble, evaluate, predict
 from .stages.lm import evaluate_lm, finetune, pretrain
 from .stages.tokenize import tokenize
@@ -54,6 +55,7 @@ def commands() -> dict:
     return {name: _checked_stage(stage) for name, stage in {
         "tokenize": tokenize,
         "pretrain": pretrain,
+        "import_fastai": import_fastai,
         "finetune": finetune,
         "evaluate_lm": evaluate_lm,
         "train": train,

@@ -54,7 +54,7 @@ class LMTrainConfig(TrainConfig):
     window length, ``max_train`` reads only the text of a classifier's low-shot training documents.
     """
 
-    pretrained: str | None = None       # fine-tuning: the pretrained LM folder
+    pretrained: str | None = None       # fine-tuning: the pretrained LM folder; import_fastai: the weights file
     curve_every_s: float | None = None  # log a validation curve (curve.jsonl) every this many seconds
 
 
@@ -330,13 +330,17 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     if not history and cfg.pretrained:  # fine-tuning of no steps: the mapped pretrained model as it is
         history = [untrained_log(trainer.evaluate(valid_stream))]
 
-    weights = trainer.exported_weights()  # the final weights, or what a trick exports instead (EMA's average)
-    save_weights(out_dir / MODEL, weights)
-    save_weights(out_dir / ENCODER, {k.removeprefix("encoder."): v for k, v in weights.items()
-                                     if k.startswith("encoder.")})
+    save_lm_weights(out_dir, trainer.exported_weights())  # the final weights, or a trick's (EMA's average)
     metrics = {**summarize(history), "peak_rss_mb": round(peak_rss_mb(), 1)}
     write_json(out_dir / METRICS, metrics)
     return metrics
+
+
+def save_lm_weights(out_dir: Path, weights: dict[str, torch.Tensor]) -> None:
+    """``model.pt`` and, for the classifier, the encoder's part of it as ``encoder.pt``."""
+    save_weights(out_dir / MODEL, weights)
+    save_weights(out_dir / ENCODER, {k.removeprefix("encoder."): v for k, v in weights.items()
+                                     if k.startswith("encoder.")})
 
 
 def held_out_docs(n_docs: int, valid: bool) -> np.ndarray:
