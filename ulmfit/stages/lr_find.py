@@ -129,7 +129,7 @@ def plot_sweep(rates: Sequence[float], losses: Sequence[float], suggestion: floa
     ax.plot(rates, losses, color="0.75", linewidth=0.8, label="loss per batch")
     smooth = smoothed(losses)
     ax.plot(rates, smooth, color="C0", label="smoothed")
-    ax.set_ylim(top=1.2 * max(smooth[0], 1.5 * smooth.min()))  # the diverged end would flatten the curve
+    ax.set_ylim(0.9 * min(losses), 1.2 * max(smooth[0], 1.5 * smooth.min()))  # the diverged end would flatten it
     ax.axvline(suggestion, color="C3", linestyle="--", label=f"steepest descent: {suggestion:.2g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (top layer group)")
