@@ -6,8 +6,8 @@ import pytest
 
 from ulmfit.cli import commands, main
 
-STAGES = ["tokenize", "pretrain", "finetune", "evaluate_lm", "train", "evaluate", "predict", "ensemble", "tricks",
-          "report"]
+STAGES = ["tokenize", "pretrain", "import_fastai", "finetune", "evaluate_lm", "train", "evaluate", "predict",
+          "ensemble", "tricks", "report", "lr_find"]
 
 
 def _ulmfit(*args):

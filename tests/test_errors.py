@@ -193,6 +193,8 @@ BAD = [
     ("ensemble --models {clf} --data {tok} --out {raw}", "--out: {raw} is a file"),
     ("report --runs_dir {tmp}/nope", "nope: folder not found"),
     ("tricks --verbose", "--verbose: unknown option"),
+    ("import_fastai --weights {tmp}/nope.pth --vocab {tmp}/nope.pkl --out {tmp}/imp", "nope.pkl: file not found"),
+    ("lr_find train --data {tok} --out {tmp}/lrf --steps 1", "--steps: must be at least 2"),
 ]
 
 

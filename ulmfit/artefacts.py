@@ -19,6 +19,8 @@ A language-model folder (``pretrain``, ``finetune``) and a classifier folder (``
     eval_<split>.json, confusion_<split>.png, probs_<split>.npy   classifiers, by ``evaluate``
     ensemble_<split>.json, ensemble_probs_<split>.npy             ``ensemble``'s output folder
 
+An ``lr_find`` folder: config.json (the sweep and the stage's run config), lr_find.json, lr_find.png.
+
 This module imports nothing of the package, so that every layer (text, training, output folders,
 stages) can name the files from here; reading and checking a model folder is
 :mod:`ulmfit.model_folder`.
@@ -37,6 +39,8 @@ LOG = "log.jsonl"               # one JSON object per epoch
 BEST_WEIGHTS = "best.pt"        # weights of the epoch with the best monitored metric
 LAST_CHECKPOINT = "last.pt"     # full training state, for resume
 CURVE = "curve.jsonl"           # --curve_every_s: validation perplexity against training time
+LR_FIND_REPORT = "lr_find.json"  # lr_find's folder: the suggested rate, the rates and losses
+LR_FIND_PLOT = "lr_find.png"     # ... and the loss against the rate
 
 # Per split: name.format(split=...)
 EVAL_REPORT = "eval_{split}.json"

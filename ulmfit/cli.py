@@ -17,8 +17,10 @@ from .errors import UlmfitError
 from .outdir import output_lock, remove_stale_temps
 from .report import report
 from .stages.classify import train
+from .stages.import_fastai import import_fastai
 from .stages.infer import ensemble, evaluate, predict
 from .stages.lm import evaluate_lm, finetune, pretrain
+from .stages.lr_find import lr_find_commands
 from .stages.tokenize import tokenize
 from .tricks import list_tricks
 from .validate import OUTPUTS, check_command_line, checked_arguments
@@ -50,10 +52,12 @@ def _checked_stage(stage: Callable) -> Callable:
 
 
 def commands() -> dict:
-    """Subcommands in pipeline order; each wraps a plain stage function of ``ulmfit.stages``."""
-    return {name: _checked_stage(stage) for name, stage in {
+    """Subcommands in pipeline order; each wraps a plain stage function of ``ulmfit.stages``
+    (``lr_find`` is a group: ``lr_find pretrain|finetune|train``)."""
+    stages = {name: _checked_stage(stage) for name, stage in {
         "tokenize": tokenize,
         "pretrain": pretrain,
+        "import_fastai": import_fastai,
         "finetune": finetune,
         "evaluate_lm": evaluate_lm,
         "train": train,
@@ -63,6 +67,8 @@ def commands() -> dict:
         "tricks": list_tricks,
         "report": report,
     }.items()}
+    stages["lr_find"] = {name: _checked_stage(command) for name, command in lr_find_commands().items()}
+    return stages
 
 
 class Terminated(KeyboardInterrupt):

@@ -53,7 +53,7 @@ def load_weights(path: Path, build: Callable[[], nn.Module], fits: str) -> dict[
         state = torch.load(path, map_location="cpu", weights_only=True)
         build().load_state_dict(state)
     except Exception as e:  # unpickling or shape errors: the file does not fit the config
-        raise UlmfitError(f"{path}: does not match {fits} ({_first_line(e)})") from None
+        raise UlmfitError(f"{path}: does not match {fits} ({first_line(e)})") from None
     return state
 
 
@@ -62,7 +62,7 @@ def save_weights(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
 

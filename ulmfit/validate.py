@@ -82,6 +82,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "max_docs": Range(1), "max_vocab": Range(len(SPECIAL_TOKENS)), "min_freq": Range(1),
     "sp_vocab_size": Range(len(SPECIAL_TOKENS) + 1), "sp_sample_sentences": Range(1), "workers": Range(1),
     "device": device_problem,
+    "start_lr": Range(0, 10, low_open=True), "end_lr": Range(0, 100, low_open=True), "steps": Range(2),
+    "diverge_factor": Range(1, low_open=True),
 }
 
 FOLDER, FILE = "folder", "file"
@@ -103,6 +105,11 @@ def check_command_line(stages: Mapping[str, Callable], args: list[str]) -> None:
     if args[0] not in stages:
         raise UlmfitError(f"{args[0]}: unknown command{_suggestion(args[0], list(stages), '')}; "
                           f"choose one of {', '.join(stages)}")
+    if isinstance(stages[args[0]], Mapping):  # a group of commands (lr_find)
+        if len(args) < 2 or is_flag(args[1]):
+            raise UlmfitError(f"{args[0]}: name a command after it: {', '.join(stages[args[0]])}")
+        check_command_line(stages[args[0]], args[1:])
+        return
     bind_command_line(inspect.signature(stages[args[0]]), _stage_args(args[1:]))
 
 

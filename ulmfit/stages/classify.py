@@ -20,7 +20,8 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -45,7 +46,7 @@ from ..text.vocab import Vocab
 from ..training import Callback, Trainer
 from ..tricks import build_callbacks, parse_tricks
 from ..tricks.pseudo_label import pseudo_label_pool, pseudo_label_rounds
-from .common import TrainConfig, given_options, peak_rss_mb, preset_options, resolve_device
+from .common import TrainConfig, TrainingParts, given_options, peak_rss_mb, preset_options, resolve_device
 from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig
 
 
@@ -191,67 +192,78 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
     """
     if not data or not out:
         raise UlmfitError("--data (a labelled tokenized folder) and --out are required")
-    if head_only and from_scratch:
-        raise UlmfitError("--head_only trains on a pretrained encoder; it cannot be combined with --from_scratch")
-    data_dir, out_dir = Path(data), Path(out)
-    vocab = Vocab.load(require(data_dir / VOCAB))
-    classes = require_classes(data_dir, "tokenize labelled data to train a classifier")
-
-    weights = None
-    if encoder:
-        if from_scratch:  # the encoder's architecture only
-            enc_cfg = load_config(LMTrainConfig, require(Path(encoder) / CONFIG))
-        else:
-            enc_cfg, weights = load_encoder(Path(encoder), data_dir, backwards)
-        preset = preset or enc_cfg.preset
-        model_cfg = dataclasses.replace(enc_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=drop_mult))
-    elif from_scratch:
-        preset = preset or ClassifierConfig.preset
-        model_overrides = {**LM_PRESETS.get(preset, {}).get("model", {}), **given_options(drop_mult=drop_mult)}
-        model_cfg = make_config(preset, len(vocab), **model_overrides)
-    else:
-        raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
-
-    dev = resolve_device(device)
-    fields = preset_options(CLF_PRESETS, preset, epochs=epochs, max_steps=max_steps, min_steps=min_steps,
-                            schedule=schedule, lr=lr, optimizer=optimizer, bs=bs, seed=seed, max_train=max_train,
-                            max_tokens=max_tokens)
-    cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),
-                           encoder=str(encoder) if encoder else None,
-                           from_scratch=from_scratch, backwards=backwards,
-                           gradual_unfreezing=not (no_gradual_unfreezing or from_scratch or head_only),
-                           head_only=head_only, cycle_per_epoch=cycle_per_epoch,
-                           discriminative=not (no_discriminative or from_scratch),
-                           tricks=parse_tricks(tricks, "classifier"), precision=resolve_precision(precision, dev))
-
+    plan = plan_train(locals())
+    cfg, data_dir, out_dir, classes, dev = plan.cfg, Path(plan.cfg.data), Path(out), plan.classes, plan.device
     train_data, valid_data = training_data(cfg, data_dir, len(classes))
     pool = pseudo_label_pool(cfg.tricks, train_data, valid_data, resume, cfg.data)
     resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
     save_classes(out_dir, classes)
-    retrain = functools.partial(_fit, cfg, out_dir, len(classes), weights, valid_data=valid_data, device=dev)
+    retrain = functools.partial(_fit, plan, out_dir, valid_data=valid_data)
     metrics = retrain(train_data, resume=resume)
     return pseudo_label_rounds(cfg.tricks, pool, train_data, metrics, _latest_classifier_probs(cfg, out_dir, dev),
                                functools.partial(retrain, resume=False), out_dir / METRICS)
 
 
-def _latest_classifier_probs(cfg: ClassifierConfig, out_dir: Path,
-                             device: torch.device) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
-    """Class probabilities by the classifier ``out_dir`` holds when called: each pseudo-labelling
-    round predicts with the previous round's."""
-    def probs(docs: Sequence[np.ndarray]) -> np.ndarray:
-        _, _, model = load_classifier(out_dir)
-        return predict_probs(model.to(device), docs, cfg.bs, cfg.backwards, device, cfg.max_tokens)
-    return probs
+@dataclass
+class ClassifierPlan:
+    """What a classifier run starts from: its config, class names, encoder weights (None: random)
+    and device. ``train`` trains it; ``lr_find`` sweeps rates on it."""
+
+    cfg: ClassifierConfig
+    classes: list[str]
+    weights: dict[str, Tensor] | None
+    device: torch.device
 
 
-def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | None,
-         train_data: ClassificationData, valid_data: ClassificationData, resume: bool,
-         device: torch.device) -> dict:
+def plan_train(options: Mapping[str, Any]) -> ClassifierPlan:
+    """``train``'s arguments (by name) -> the run it makes, with nothing written yet."""
+    o = SimpleNamespace(**options)
+    if not o.data:
+        raise UlmfitError("--data (a labelled tokenized folder) is required")
+    if o.head_only and o.from_scratch:
+        raise UlmfitError("--head_only trains on a pretrained encoder; it cannot be combined with --from_scratch")
+    data_dir = Path(o.data)
+    vocab = Vocab.load(require(data_dir / VOCAB))
+    classes = require_classes(data_dir, "tokenize labelled data to train a classifier")
+
+    weights = None
+    if o.encoder:
+        if o.from_scratch:  # the encoder's architecture only
+            enc_cfg = load_config(LMTrainConfig, require(Path(o.encoder) / CONFIG))
+        else:
+            enc_cfg, weights = load_encoder(Path(o.encoder), data_dir, o.backwards)
+        preset = o.preset or enc_cfg.preset
+        model_cfg = dataclasses.replace(enc_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=o.drop_mult))
+    elif o.from_scratch:
+        preset = o.preset or ClassifierConfig.preset
+        model_overrides = {**LM_PRESETS.get(preset, {}).get("model", {}), **given_options(drop_mult=o.drop_mult)}
+        model_cfg = make_config(preset, len(vocab), **model_overrides)
+    else:
+        raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
+
+    dev = resolve_device(o.device)
+    fields = preset_options(CLF_PRESETS, preset, epochs=o.epochs, max_steps=o.max_steps, min_steps=o.min_steps,
+                            schedule=o.schedule, lr=o.lr, optimizer=o.optimizer, bs=o.bs, seed=o.seed, max_train=o.max_train,
+                            max_tokens=o.max_tokens)
+    cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),
+                           encoder=str(o.encoder) if o.encoder else None,
+                           from_scratch=o.from_scratch, backwards=o.backwards,
+                           gradual_unfreezing=not (o.no_gradual_unfreezing or o.from_scratch or o.head_only),
+                           head_only=o.head_only, cycle_per_epoch=o.cycle_per_epoch,
+                           discriminative=not (o.no_discriminative or o.from_scratch),
+                           tricks=parse_tricks(o.tricks, "classifier"), precision=resolve_precision(o.precision, dev))
+
+    return ClassifierPlan(cfg, classes, weights, dev)
+
+
+def classifier_parts(plan: ClassifierPlan, train_data: ClassificationData) -> TrainingParts:
+    """The model, optimizer, schedule, callbacks and training batches of a classifier run."""
+    cfg = plan.cfg
     torch.manual_seed(cfg.seed)
-    model = build_classifier(cfg, n_classes)
-    if weights is not None:
-        model.encoder.load_state_dict(weights)
-    model.to(device)
+    model = build_classifier(cfg, len(plan.classes))
+    if plan.weights is not None:
+        model.encoder.load_state_dict(plan.weights)
+    model.to(plan.device)
     groups = model.layer_groups()
     optimizer = cfg.make_optimizer(groups, disc_factor=None if cfg.discriminative else 1.0)
     callbacks: list[Callback] = [Accuracy()]
@@ -264,9 +276,26 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     schedule = cfg.make_schedule()
     if cfg.cycle_per_epoch:
         schedule = restarted(schedule, source.n_batches(0))
-    trainer = Trainer(model, classification_loss, optimizer, schedule, callbacks,
-                      train_data=source, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,
-                      clip=cfg.clip, out_dir=out_dir, device=device, monitor="valid_error",
+    return TrainingParts(model, classification_loss, optimizer, schedule, callbacks, source)
+
+
+def _latest_classifier_probs(cfg: ClassifierConfig, out_dir: Path,
+                             device: torch.device) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
+    """Class probabilities by the classifier ``out_dir`` holds when called: each pseudo-labelling
+    round predicts with the previous round's."""
+    def probs(docs: Sequence[np.ndarray]) -> np.ndarray:
+        _, _, model = load_classifier(out_dir)
+        return predict_probs(model.to(device), docs, cfg.bs, cfg.backwards, device, cfg.max_tokens)
+    return probs
+
+
+def _fit(plan: ClassifierPlan, out_dir: Path, train_data: ClassificationData, valid_data: ClassificationData,
+         resume: bool) -> dict:
+    cfg = plan.cfg
+    parts = classifier_parts(plan, train_data)
+    trainer = Trainer(parts.model, parts.loss_fn, parts.optimizer, parts.schedule, parts.callbacks,
+                      train_data=parts.train_data, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,
+                      clip=cfg.clip, out_dir=out_dir, device=plan.device, monitor="valid_error",
                       checkpoint_interval_s=CHECKPOINT_INTERVAL_S, precision=cfg.precision)
     history = trainer.fit(resume=resume)
     if not history:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import resource
 import sys
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from ..config import config_from_dict
 from ..errors import UlmfitError
 from ..model.awd_lstm import AWDLSTMConfig
 from ..schedules import Schedule, default_arg, discriminative_lrs, make_schedule, stlr
-from ..training import BatchSource, RepeatedPasses, make_optimizer, optimizer_class, passes_for
+from ..training import BatchSource, Callback, RepeatedPasses, make_optimizer, optimizer_class, passes_for
 
 
 @dataclass
@@ -73,6 +73,19 @@ class TrainConfig:
 
     def make_schedule(self) -> Schedule:
         return make_schedule(self.schedule, cut_frac=self.cut_frac, ratio=self.ratio)
+
+
+@dataclass
+class TrainingParts:
+    """What a stage hands the Trainer to train: built once, so that ``lr_find`` sweeps rates on
+    exactly the model, optimizer groups, callbacks and batches the stage would train."""
+
+    model: nn.Module
+    loss_fn: Callable[[Any, torch.Tensor], torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    callbacks: list[Callback]
+    train_data: BatchSource
 
 
 def resolve_device(device: str) -> torch.device:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from types import SimpleNamespace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from ..lm_callbacks import ARTAR, LMWindows, ValidationCurve
 from ..precision import resolve_precision
 from ..training import Trainer, perplexity
 from ..tricks import build_callbacks, parse_tricks
-from .common import TrainConfig, given_options, peak_rss_mb, preset_options, resolve_device
+from .common import TrainConfig, TrainingParts, given_options, peak_rss_mb, preset_options, resolve_device
 
 CHECKPOINT_INTERVAL_S = 600  # an interrupted run loses at most ten minutes
 HOLD_OUT_EVERY = 10  # without a valid split, every 10th training document validates
@@ -54,7 +55,7 @@ class LMTrainConfig(TrainConfig):
     window length, ``max_train`` reads only the text of a classifier's low-shot training documents.
     """
 
-    pretrained: str | None = None       # fine-tuning: the pretrained LM folder
+    pretrained: str | None = None       # fine-tuning: the pretrained LM folder; import_fastai: the weights file
     curve_every_s: float | None = None  # log a validation curve (curve.jsonl) every this many seconds
 
 
@@ -119,18 +120,7 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
     Returns:
         The run's summary, as written to metrics.json.
     """
-    data_dir, out_dir = Path(data), Path(out)
-    vocab = Vocab.load(data_dir)
-    fields = preset_options(LM_PRESETS, preset, epochs=epochs, max_steps=max_steps, min_steps=min_steps,
-                            bs=bs, bptt=bptt, lr=lr, seed=seed, backwards=backwards, schedule=schedule,
-                            optimizer=optimizer)
-    model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=drop_mult)}
-    if softmax_cutoffs is not None:
-        model_overrides["softmax_cutoffs"] = parse_cutoffs(softmax_cutoffs)
-    cfg = LMTrainConfig(**fields, preset=preset, data=str(data_dir),
-                        model=make_config(preset, len(vocab), **model_overrides), tricks=parse_tricks(tricks, "lm"),
-                        precision=resolve_precision(precision, resolve_device(device)), curve_every_s=curve_every_s)
-    return _train(cfg, data_dir, out_dir, vocab, initial_weights=None, resume=resume, device=device)
+    return _train(plan_pretrain(locals()), Path(out), resume)
 
 
 def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
@@ -181,20 +171,45 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
     Returns:
         The run's summary, as written to metrics.json.
     """
-    pre_dir, data_dir, out_dir = Path(pretrained), Path(data), Path(out)
+    return _train(plan_finetune(locals()), Path(out), resume)
+
+
+def plan_pretrain(options: Mapping[str, Any]) -> LMPlan:
+    """``pretrain``'s arguments (by name) -> the run it makes, with nothing written yet."""
+    o = SimpleNamespace(**options)
+    data_dir = Path(o.data)
+    vocab = Vocab.load(data_dir)
+    fields = preset_options(LM_PRESETS, o.preset, epochs=o.epochs, max_steps=o.max_steps, min_steps=o.min_steps,
+                            bs=o.bs, bptt=o.bptt, lr=o.lr, seed=o.seed, backwards=o.backwards, schedule=o.schedule,
+                            optimizer=o.optimizer)
+    model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=o.drop_mult)}
+    if o.softmax_cutoffs is not None:
+        model_overrides["softmax_cutoffs"] = parse_cutoffs(o.softmax_cutoffs)
+    device = resolve_device(o.device)
+    cfg = LMTrainConfig(**fields, preset=o.preset, data=str(data_dir),
+                        model=make_config(o.preset, len(vocab), **model_overrides), tricks=parse_tricks(o.tricks, "lm"),
+                        precision=resolve_precision(o.precision, device), curve_every_s=o.curve_every_s)
+    return LMPlan(cfg, None, device)
+
+
+def plan_finetune(options: Mapping[str, Any]) -> LMPlan:
+    """``finetune``'s arguments (by name) -> the run it makes, with nothing written yet."""
+    o = SimpleNamespace(**options)
+    pre_dir, data_dir = Path(o.pretrained), Path(o.data)
     pre_cfg, vocab, weights = load_lm_for_data(pre_dir, data_dir)
-    check_direction(pre_dir, pre_cfg.backwards, backwards, "one", "pretrained model")
-    fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=epochs,
-                            max_steps=max_steps, min_steps=min_steps, bs=bs, bptt=bptt, lr=lr, seed=seed,
-                            backwards=backwards, schedule=schedule, optimizer=optimizer, max_train=max_train)
+    check_direction(pre_dir, pre_cfg.backwards, o.backwards, "one", "pretrained model")
+    fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=o.epochs,
+                            max_steps=o.max_steps, min_steps=o.min_steps, bs=o.bs, bptt=o.bptt, lr=o.lr, seed=o.seed,
+                            backwards=o.backwards, schedule=o.schedule, optimizer=o.optimizer, max_train=o.max_train)
     fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
-    if no_discriminative:
+    if o.no_discriminative:
         fields["disc_factor"] = 1.0
-    model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=drop_mult))
+    model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=o.drop_mult))
+    device = resolve_device(o.device)
     cfg = LMTrainConfig(**fields, preset=pre_cfg.preset, data=str(data_dir), pretrained=str(pre_dir),
-                        model=model_cfg, tricks=parse_tricks(tricks, "lm"),
-                        precision=resolve_precision(precision, resolve_device(device)))
-    return _train(cfg, data_dir, out_dir, vocab, initial_weights=weights, resume=resume, device=device)
+                        model=model_cfg, tricks=parse_tricks(o.tricks, "lm"),
+                        precision=resolve_precision(o.precision, device))
+    return LMPlan(cfg, weights, device)
 
 
 def evaluate_lm(model: str, data: str, split: str = "test", device: str = "auto") -> dict:
@@ -303,40 +318,58 @@ def summarize(history: list[dict]) -> dict:
 
 # -- the shared stage body ----------------------------------------------------------------------
 
-def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
-           initial_weights: dict | None, resume: bool, device: str) -> dict:
-    dev = resolve_device(device)
-    train_stream = _stream(cfg, data_dir, "train", shuffle=True)
-    valid_stream = _stream(cfg, data_dir, "valid", shuffle=False)
-    resume = prepare_out(out_dir, cfg, Path(cfg.data), resume)  # after the data checks: no half-made folder
+@dataclass
+class LMPlan:
+    """What a pretrain or finetune run starts from: its config, initial weights (None: random)
+    and device. The stage trains it; ``lr_find`` sweeps rates on it."""
 
+    cfg: LMTrainConfig
+    initial_weights: dict[str, torch.Tensor] | None
+    device: torch.device
+
+
+def lm_parts(plan: LMPlan) -> TrainingParts:
+    """The model, optimizer, schedule, callbacks and training batches of a language-model run."""
+    cfg = plan.cfg
     torch.manual_seed(cfg.seed)
     model = LanguageModel(cfg.model)
-    if initial_weights is not None:
-        model.load_state_dict(initial_weights)
-    model.to(dev)
-    optimizer = cfg.make_optimizer(model.layer_groups())
-    schedule = cfg.make_schedule()
-    callbacks = [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta), *build_callbacks(cfg.tricks)]
+    if plan.initial_weights is not None:
+        model.load_state_dict(plan.initial_weights)
+    model.to(plan.device)
+    return TrainingParts(
+        model, model.loss, cfg.make_optimizer(model.layer_groups()), cfg.make_schedule(),
+        [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta), *build_callbacks(cfg.tricks)],
+        cfg.training_source(_stream(cfg, Path(cfg.data), "train", shuffle=True)))
+
+
+def _train(plan: LMPlan, out_dir: Path, resume: bool) -> dict:
+    cfg, data_dir = plan.cfg, Path(plan.cfg.data)
+    valid_stream = _stream(cfg, data_dir, "valid", shuffle=False)
+    parts = lm_parts(plan)
+    resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
     if cfg.curve_every_s:
         curve_data = _stream(cfg, data_dir, "valid", shuffle=False, max_tokens=CURVE_TOKENS)
-        callbacks.append(ValidationCurve(curve_data, cfg.curve_every_s, out_dir / CURVE))
-    trainer = Trainer(model, model.loss, optimizer, schedule, callbacks,
-                      train_data=cfg.training_source(train_stream),
+        parts.callbacks.append(ValidationCurve(curve_data, cfg.curve_every_s, out_dir / CURVE))
+    trainer = Trainer(parts.model, parts.loss_fn, parts.optimizer, parts.schedule, parts.callbacks,
+                      train_data=parts.train_data,
                       valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
-                      out_dir=out_dir, device=dev, checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
+                      out_dir=out_dir, device=plan.device, checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
                       precision=cfg.precision)
     history = trainer.fit(resume=resume)
     if not history and cfg.pretrained:  # fine-tuning of no steps: the mapped pretrained model as it is
         history = [untrained_log(trainer.evaluate(valid_stream))]
 
-    weights = trainer.exported_weights()  # the final weights, or what a trick exports instead (EMA's average)
-    save_weights(out_dir / MODEL, weights)
-    save_weights(out_dir / ENCODER, {k.removeprefix("encoder."): v for k, v in weights.items()
-                                     if k.startswith("encoder.")})
+    save_lm_weights(out_dir, trainer.exported_weights())  # the final weights, or a trick's (EMA's average)
     metrics = {**summarize(history), "peak_rss_mb": round(peak_rss_mb(), 1)}
     write_json(out_dir / METRICS, metrics)
     return metrics
+
+
+def save_lm_weights(out_dir: Path, weights: dict[str, torch.Tensor]) -> None:
+    """``model.pt`` and, for the classifier, the encoder's part of it as ``encoder.pt``."""
+    save_weights(out_dir / MODEL, weights)
+    save_weights(out_dir / ENCODER, {k.removeprefix("encoder."): v for k, v in weights.items()
+                                     if k.startswith("encoder.")})
 
 
 def held_out_docs(n_docs: int, valid: bool) -> np.ndarray:
