@@ -4,7 +4,7 @@
 # data README). For each set: tokenize, fine-tune the Wikipedia LMs of scripts/pretrain_wiki.sh,
 # train and evaluate the classifier per direction, ensemble the directions; then one table of test
 # errors next to the bag-of-words floor (scripts/bench_bow_baseline.py, same training documents)
-# and the TF-IDF word+char floor (figures of the quality issue, see README "Dev suite").
+# and the TF-IDF word+char floor (scripts/bench_tfidf_baseline.py, the set's whole train split).
 # Each stage is skipped when its output has metrics.json, and an interrupted one resumes.
 #   SETS="cr mpqa 20news" (default) or a subset;  PRESET, DIRECTIONS, ULMFIT_DATA, RUNS, WIKI,
 #   LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
@@ -13,33 +13,38 @@ cd "$(dirname "$0")/.."
 source scripts/common.sh
 SETS=${SETS:-cr mpqa 20news}
 
-# tokenize_set NAME: the set's raw files -> $RUNS/NAME/tok.
-tokenize_set() {
-    local name=$1 out="$RUNS/$1/tok"
-    [ -d "$out" ] && return 0
-    echo "== tokenize $name" >&2
-    case $name in
-        cr | mpqa) ulmfit tokenize --train "$DATA/$name/train.csv" --test "$DATA/$name/test.csv" --out "$out" ;;
+# inputs NAME: sets INPUTS (the set's raw train and test files) and READ (how to read them).
+inputs() {
+    case $1 in
+        cr | mpqa) INPUTS=("$DATA/$1/train.csv" "$DATA/$1/test.csv"); READ=() ;;
         # 37 messages hold latin-1 bytes; latin-1 reads the (ASCII) rest unchanged.
-        20news) ulmfit tokenize --train "$DATA/20news/20news-bydate.tar.xz:20news-bydate-train" \
-                    --test "$DATA/20news/20news-bydate.tar.xz:20news-bydate-test" --encoding latin-1 --out "$out" ;;
-        *) echo "unknown set $name (cr, mpqa, 20news)" >&2; return 1 ;;
-    esac >/dev/null
+        20news) INPUTS=("$DATA/20news/20news-bydate.tar.xz:20news-bydate-train"
+                        "$DATA/20news/20news-bydate.tar.xz:20news-bydate-test"); READ=(--encoding latin-1) ;;
+        *) echo "unknown set $1 (cr, mpqa, 20news)" >&2; return 1 ;;
+    esac
 }
 
 # error FILE: the test error in percent from an eval_test.json / ensemble_test.json.
 error() { python -c "import json, sys; print(f\"{100 * json.load(open(sys.argv[1]))['error_rate']:.2f}\")" "$1"; }
 
 bash scripts/pretrain_wiki.sh >&2
-declare -A TFIDF=([cr]=21.49 [mpqa]=12.55 [20news]=13.62)
 table="set       ${DIRECTIONS// /       }   ensemble  bow floor  tf-idf floor"
 for name in $SETS; do
-    tokenize_set "$name"
+    inputs "$name"
+    if [ ! -d "$RUNS/$name/tok" ]; then
+        echo "== tokenize $name" >&2
+        ulmfit tokenize --train "${INPUTS[0]}" --test "${INPUTS[1]}" "${READ[@]}" --out "$RUNS/$name/tok" >/dev/null
+    fi
     classify "$RUNS/$name/tok" "$RUNS/$name" >&2
     row=$(printf '%-8s' "$name")
     for dir in $DIRECTIONS; do row+=$(printf '  %6s' "$(error "$RUNS/$name/clf_$dir/eval_test.json")"); done
     ensemble=$([ -f "$RUNS/$name/ensemble_test.json" ] && error "$RUNS/$name/ensemble_test.json" || echo -)
     bow=$(python scripts/bench_bow_baseline.py "$RUNS/$name/tok" | sed -n 's/.*test error \([0-9.]*\)%.*/\1/p')
-    table+=$'\n'$(printf '%s  %8s  %9s  %12s' "$row" "$ensemble" "$bow" "${TFIDF[$name]}")
+    if [ ! -f "$RUNS/$name/tfidf.txt" ]; then
+        python scripts/bench_tfidf_baseline.py "${INPUTS[@]}" "${READ[@]}" > "$RUNS/$name/tfidf.txt.tmp"
+        mv "$RUNS/$name/tfidf.txt.tmp" "$RUNS/$name/tfidf.txt"
+    fi
+    tfidf=$(sed -n 's/.*test error \([0-9.]*\)%.*/\1/p' "$RUNS/$name/tfidf.txt")
+    table+=$'\n'$(printf '%s  %8s  %9s  %12s' "$row" "$ensemble" "$bow" "$tfidf")
 done
 echo "$table" | tee "$RUNS/devsuite.txt"
