@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..classifier.callbacks import Accuracy, GradualUnfreezing, classification_loss
 from ..classifier.data import ClassificationData, training_data
 from ..classifier.head import PoolingClassifierHead, TextClassifier, set_trainable_groups
@@ -226,12 +227,18 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
 
     train_data, valid_data = training_data(cfg, data_dir, len(classes))
     pool = pseudo_label_pool(cfg.tricks, train_data, valid_data, resume, cfg.data)
-    resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
-    save_classes(out_dir, classes)
+    resume = distributed.run_on_main(_prepare_classifier_out, out_dir, cfg, data_dir, resume, classes)
     retrain = functools.partial(_fit, cfg, out_dir, len(classes), weights, valid_data=valid_data, device=dev)
     metrics = retrain(train_data, resume=resume)
     return pseudo_label_rounds(cfg.tricks, pool, train_data, metrics, _latest_classifier_probs(cfg, out_dir, dev),
                                functools.partial(retrain, resume=False), out_dir / METRICS)
+
+
+def _prepare_classifier_out(out_dir: Path, cfg: ClassifierConfig, data_dir: Path, resume: bool,
+                            classes: Sequence[str]) -> bool:
+    resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
+    save_classes(out_dir, classes)
+    return resume
 
 
 def _latest_classifier_probs(cfg: ClassifierConfig, out_dir: Path,
@@ -252,6 +259,7 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     if weights is not None:
         model.encoder.load_state_dict(weights)
     model.to(device)
+    distributed.seed_rank(cfg.seed)
     groups = model.layer_groups()
     optimizer = cfg.make_optimizer(groups, disc_factor=None if cfg.discriminative else 1.0)
     callbacks: list[Callback] = [Accuracy()]
@@ -271,7 +279,6 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
     history = trainer.fit(resume=resume)
     if not history:
         raise UlmfitError("the run trained no epoch (epochs or max_steps is 0)")
-    save_weights(out_dir / MODEL, torch.load(out_dir / BEST_WEIGHTS, map_location="cpu", weights_only=True))
     final, best = history[-1], min(history, key=lambda m: m["valid_error"])
     metrics = {
         "best_valid_error": best["valid_error"], "best_valid_accuracy": best["valid_accuracy"],
@@ -280,6 +287,9 @@ def _fit(cfg: ClassifierConfig, out_dir: Path, n_classes: int, weights: dict | N
         "epochs": final["epoch"], "steps": final["step"], "train_docs": len(train_data),
         "valid_docs": len(valid_data), "train_time_s": sum(m["train_time_s"] for m in history),
         "time_s": sum(m["time_s"] for m in history), "peak_rss_mb": round(peak_rss_mb(), 1),
+        **distributed.run_info(),
     }
-    write_json(out_dir / METRICS, metrics)
+    if distributed.is_main():
+        save_weights(out_dir / MODEL, torch.load(out_dir / BEST_WEIGHTS, map_location="cpu", weights_only=True))
+        write_json(out_dir / METRICS, metrics)
     return metrics

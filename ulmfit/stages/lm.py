@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .. import distributed
 from ..artefacts import CONFIG, CURVE, ENCODER, METRICS, MODEL, VOCAB
 from ..classifier.selection import labelled_docs
 from ..config import load_config
@@ -308,13 +309,14 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     dev = resolve_device(device)
     train_stream = _stream(cfg, data_dir, "train", shuffle=True)
     valid_stream = _stream(cfg, data_dir, "valid", shuffle=False)
-    resume = prepare_out(out_dir, cfg, Path(cfg.data), resume)  # after the data checks: no half-made folder
+    resume = distributed.run_on_main(prepare_out, out_dir, cfg, Path(cfg.data), resume)  # after the data checks
 
     torch.manual_seed(cfg.seed)
     model = LanguageModel(cfg.model)
     if initial_weights is not None:
         model.load_state_dict(initial_weights)
     model.to(dev)
+    distributed.seed_rank(cfg.seed)
     optimizer = cfg.make_optimizer(model.layer_groups())
     schedule = cfg.make_schedule()
     callbacks = [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta), *build_callbacks(cfg.tricks)]
@@ -330,12 +332,13 @@ def _train(cfg: LMTrainConfig, data_dir: Path, out_dir: Path, vocab: Vocab,
     if not history and cfg.pretrained:  # fine-tuning of no steps: the mapped pretrained model as it is
         history = [untrained_log(trainer.evaluate(valid_stream))]
 
-    weights = trainer.exported_weights()  # the final weights, or what a trick exports instead (EMA's average)
-    save_weights(out_dir / MODEL, weights)
-    save_weights(out_dir / ENCODER, {k.removeprefix("encoder."): v for k, v in weights.items()
-                                     if k.startswith("encoder.")})
-    metrics = {**summarize(history), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    write_json(out_dir / METRICS, metrics)
+    metrics = {**summarize(history), "peak_rss_mb": round(peak_rss_mb(), 1), **distributed.run_info()}
+    if distributed.is_main():
+        weights = trainer.exported_weights()  # the final weights, or what a trick exports instead (EMA's average)
+        save_weights(out_dir / MODEL, weights)
+        save_weights(out_dir / ENCODER, {k.removeprefix("encoder."): v for k, v in weights.items()
+                                         if k.startswith("encoder.")})
+        write_json(out_dir / METRICS, metrics)
     return metrics
 
 
@@ -359,7 +362,7 @@ def _stream(cfg: LMTrainConfig, data_dir: Path, split: str, shuffle: bool,
         n_tokens = tokens.n_tokens if docs is None else int(np.diff(tokens.offsets)[docs].sum())
         bs = min(bs, max(1, n_tokens // (4 * cfg.bptt)))
     return LMStream(tokens.ids, tokens.offsets, bs, cfg.bptt, cfg.seed, shuffle=shuffle,
-                    backwards=cfg.backwards, docs=docs)
+                    backwards=cfg.backwards, docs=docs, part=distributed.part())
 
 
 def _documents(cfg: LMTrainConfig, data_dir: Path, split: str) -> tuple[TokenizedSplit, np.ndarray | None]:
