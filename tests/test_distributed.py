@@ -37,6 +37,14 @@ TORCHRUN_TIMEOUT_S = 180
 
 # -- shares of the data (one process) -----------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def labelled_tok(tmp_path_factory) -> Path:
+    """PTB documents labelled by whether they hold a number (N), as a tokenized folder."""
+    docs = ptb_docs("train", 1200)
+    return write_tokenized(tmp_path_factory.mktemp("labelled") / "tok", {"train": docs},
+                           {"train": [int("N" in doc) for doc in docs]}, ["none", "number"])
+
+
 @pytest.mark.parametrize("n, world", [(16, 2), (7, 2), (5, 3), (2, 4)])
 def test_shares_cover_every_item_once_in_blocks_differing_by_at_most_one(n, world):
     blocks = [distributed.share(n, (r, world)) for r in range(world)]
@@ -68,16 +76,16 @@ def test_lm_parts_read_blocks_of_the_same_rows_in_the_same_windows(bs, shuffle):
         assert torch.equal(torch.cat([p[i].y for p in parts]), batch.y)
 
 
-def test_training_rows_and_documents_must_reach_every_process():
+def test_training_rows_and_documents_must_reach_every_process(labelled_tok):
     with pytest.raises(UlmfitError, match="without rows"):
         token_stream(bs=1, part=(1, 2))
-    split = load_split(labelled_tok_dir(), "train")
+    split = load_split(labelled_tok, "train")
     with pytest.raises(UlmfitError, match="at least 4"):
         ClassificationData(split, np.arange(len(split)), bs=3, shuffle=True, part=(0, 2))
 
 
-def test_classifier_parts_split_each_batch_and_keep_two_documents_for_batchnorm():
-    split = load_split(labelled_tok_dir(), "train")
+def test_classifier_parts_split_each_batch_and_keep_two_documents_for_batchnorm(labelled_tok):
+    split = load_split(labelled_tok, "train")
     docs = np.arange(len(split))
     for shuffle in (True, False):
         whole = ClassificationData(split, docs, bs=8, seed=1, shuffle=shuffle)
@@ -231,22 +239,8 @@ def test_torchrun_pretrain_matches_one_process(ptb_tok, tmp_path):
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5)
 
 
-_LABELLED = {}
-
-
-def labelled_tok_dir() -> Path:
-    """PTB documents labelled by whether they hold a number (N), in a temporary tokenized folder."""
-    if "dir" not in _LABELLED:
-        import tempfile
-        docs = ptb_docs("train", 1200)
-        labels = [int("N" in doc) for doc in docs]
-        root = Path(tempfile.mkdtemp(prefix="ulmfit-dist-"))
-        _LABELLED["dir"] = write_tokenized(root / "tok", {"train": docs}, {"train": labels}, ["none", "number"])
-    return _LABELLED["dir"]
-
-
-def test_torchrun_trains_a_classifier_with_gradual_unfreezing(tmp_path):
-    tok = labelled_tok_dir()
+def test_torchrun_trains_a_classifier_with_gradual_unfreezing(labelled_tok, tmp_path):
+    tok = labelled_tok
     pretrain(str(tok), str(tmp_path / "pre"), preset="tiny", max_steps=5, device="cpu")
     finetune(str(tmp_path / "pre"), str(tok), str(tmp_path / "lm"), epochs=0, device="cpu")
     metrics = torchrun("train", "--encoder", str(tmp_path / "lm"), "--data", str(tok), "--out", str(tmp_path / "clf"),

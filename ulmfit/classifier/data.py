@@ -69,7 +69,7 @@ class ClassificationData:
         self.lengths = np.minimum(np.diff(split.offsets)[self.docs], max_tokens or np.iinfo(np.int64).max)
         self.bs, self.seed, self.shuffle, self.backwards = bs, seed, shuffle, backwards
         self.max_tokens, self.part = max_tokens, part
-        if shuffle and bs < 2 * part[1]:
+        if shuffle and part[1] > 1 and bs < 2 * part[1]:
             raise UlmfitError(f"--bs {bs} gives each of {part[1]} processes fewer than 2 documents per batch, "
                               f"which BatchNorm cannot train on; use a batch size of at least {2 * part[1]}")
 
