@@ -73,6 +73,17 @@ class CrashAt(Callback):
             raise Crash
 
 
+def resume_matches(straight: Trainer, resumed: Trainer) -> None:
+    """Resumes ``resumed`` from its checkpoint and checks that it ends exactly as ``straight``
+    did: the same weights and log, timings aside."""
+    torch.manual_seed(123)  # the resumed run must not depend on the process's RNG
+    resumed.fit(resume=True)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    drop_timing = lambda h: [{k: v for k, v in m.items() if not k.endswith("_s")} for m in h]
+    assert drop_timing(straight.history) == drop_timing(resumed.history)
+
+
 # -- for the weight-averaging tricks' tests ------------------------------------------------------
 
 def snapshot(model: nn.Module) -> dict:

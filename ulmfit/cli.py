@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 import fire
 
+from . import distributed
 from .errors import UlmfitError
 from .outdir import output_lock, remove_stale_temps
 from .report import report
@@ -29,7 +30,8 @@ from .validate import OUTPUTS, check_command_line, checked_arguments
 def _checked_stage(stage: Callable) -> Callable:
     """The stage run from the command line: its options checked before any work, its outputs
     locked against a second writer for the run (stale temporary files of killed runs removed),
-    and its returned summary printed as one JSON line on stdout.
+    and its returned summary printed as one JSON line on stdout. Under torchrun rank 0 alone
+    locks and prints (see :mod:`ulmfit.distributed`).
 
     Progress and human-readable reports go to stderr, so a script can read the result with
     ``ulmfit evaluate ... | jq .error_rate`` instead of parsing fire's listing of a dict.
@@ -39,13 +41,13 @@ def _checked_stage(stage: Callable) -> Callable:
     def run(*args, **kwargs) -> None:
         values = checked_arguments(stage, args, kwargs)
         with contextlib.ExitStack() as locks:
-            for name in OUTPUTS:
+            for name in OUTPUTS if distributed.is_main() else ():
                 if values.get(name) is not None:
                     target = Path(values[name]).resolve()  # "out/..", "." or a link: the place itself
                     locks.enter_context(output_lock(target))
                     remove_stale_temps(target)
             result = stage(**values)
-        if result is not None:
+        if result is not None and distributed.is_main():
             print(json.dumps(result, default=str))
 
     return run
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     stages = commands()
     try:
-        with _terminate_like_interrupt():
+        with _terminate_like_interrupt(), distributed.process_group():
             check_command_line(stages, args)
             fire.Fire(stages, command=args, name="ulmfit")
     except UlmfitError as e:

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from . import distributed
 from .files import write_text
 from .model.awd_lstm import ar_tar_penalty, detach_state
 from .training import Callback, Trainer, perplexity
@@ -96,7 +97,7 @@ class ValidationCurve(Callback):
         now = time.perf_counter()
         self.train_s += now - self.clock
         self.tokens += trainer.batch.n_tokens
-        if self.train_s >= (len(self.points) + 1) * self.every_s:
+        if distributed.main_decides(self.train_s >= (len(self.points) + 1) * self.every_s):
             self.record(trainer)
         self.clock = time.perf_counter()
 
@@ -107,7 +108,8 @@ class ValidationCurve(Callback):
         loss = trainer.evaluate(self.data)["loss"]
         self.points.append({"train_s": round(self.train_s, 2), "step": trainer.step, "tokens": self.tokens,
                             "valid_loss": loss, "valid_ppl": perplexity(loss)})
-        write_text(self.path, "".join(json.dumps(point) + "\n" for point in self.points))
+        if distributed.is_main():
+            write_text(self.path, "".join(json.dumps(point) + "\n" for point in self.points))
 
     def state_dict(self) -> dict:
         return {"train_s": self.train_s, "tokens": self.tokens, "points": self.points}

@@ -18,6 +18,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 import torch
 
+from .distributed import share
 from .errors import UlmfitError
 
 FULL_BPTT_PROB = 0.95    # otherwise a window is drawn around bptt / 2
@@ -99,10 +100,13 @@ class LMStream:
         shuffle: training mode (new order, variable windows); False for validation.
         backwards: read every document reversed (see the module docstring).
         docs: indices of the documents to use (default: all), e.g. to hold some out.
+        part: ``(rank, world_size)``: read only this rank's block of the ``bs`` rows (data
+            parallelism, see :mod:`ulmfit.distributed`); every rank has the same windows.
     """
 
     def __init__(self, ids: np.ndarray, offsets: np.ndarray, bs: int, bptt: int, seed: int = 0,
-                 shuffle: bool = True, backwards: bool = False, docs: np.ndarray | None = None):
+                 shuffle: bool = True, backwards: bool = False, docs: np.ndarray | None = None,
+                 part: tuple[int, int] = (0, 1)):
         if bs < 1 or bptt < 1:
             raise UlmfitError(f"bs and bptt must be positive, got bs={bs} bptt={bptt}")
         self.ids, self.offsets = ids, np.asarray(offsets, dtype=np.int64)
@@ -114,6 +118,10 @@ class LMStream:
         if self.row_len < 2:
             raise UlmfitError(f"{n_tokens} tokens are too few for {bs} rows of at least 2 tokens; "
                               f"use a smaller batch size")
+        self.part_rows = share(bs, part)
+        if shuffle and self.part_rows.start == self.part_rows.stop:
+            raise UlmfitError(f"--bs {bs} leaves process {part[0]} of {part[1]} without rows; "
+                              f"use a batch size of at least the number of processes")
 
     def _rng(self, epoch: int, purpose: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch, purpose])
@@ -126,15 +134,18 @@ class LMStream:
         return len(self._lengths(epoch))
 
     def rows(self, epoch: int = 0) -> np.ndarray:
-        """The epoch's stream as a ``[bs, row_len]`` array (the few leftover tokens are dropped)."""
+        """The epoch's stream as a ``[bs, row_len]`` array (the few leftover tokens are dropped),
+        or this part's block of its rows."""
         order = self._rng(epoch, 0).permutation(self.docs) if self.shuffle else self.docs
         stream = concat_documents(self.ids, self.offsets, order, self.backwards)
-        return stream[:self.bs * self.row_len].reshape(self.bs, self.row_len)
+        return stream[:self.bs * self.row_len].reshape(self.bs, self.row_len)[self.part_rows]
 
     def batches(self, epoch: int = 0, start: int = 0) -> Iterator[LMBatch]:
         """The epoch's batches from batch index ``start`` on (``start > 0`` when resuming)."""
         lengths = self._lengths(epoch)
         rows = self.rows(epoch)
+        if len(rows) == 0:  # a part without rows of a small evaluation split
+            return
         pos = sum(lengths[:start])
         for length in lengths[start:]:
             window = torch.from_numpy(rows[:, pos:pos + length + 1].astype(np.int64))

@@ -27,6 +27,10 @@ Data sources give batches with ``inputs`` (the model's positional arguments), ``
 ``n_tokens`` and ``to(device)``, and have ``n_batches(epoch)`` and ``batches(epoch, start)``; the
 batches of an epoch must depend only on the epoch, which makes resuming exact.
 
+Under torchrun (:mod:`ulmfit.distributed`) every rank runs this loop on its share of each batch:
+gradients are averaged over the ranks before each step, evaluation and epoch sums are summed over
+them, and rank 0 alone writes files and shows progress.
+
 One module of ~440 lines on purpose: the loop, checkpoints, resume and precision handling read and
 write the same trainer state; the task- and trick-specific parts are already callbacks elsewhere.
 """
@@ -44,6 +48,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from . import distributed
 from .artefacts import BEST_WEIGHTS, LAST_CHECKPOINT, LOG
 from .errors import UlmfitError
 from .files import atomic_path, write_text
@@ -215,7 +220,8 @@ class Trainer:
         self.epochs, self.max_steps, self.clip = epochs, max_steps, clip
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.device, self.monitor = torch.device(device), monitor
-        self.checkpoint_interval_s, self.progress = checkpoint_interval_s, progress
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self.progress = progress and distributed.is_main()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.precision = precision
@@ -223,7 +229,7 @@ class Trainer:
         for group in optimizer.param_groups if optimizer is not None else ():
             group.setdefault("base_lr", group["lr"])
         self.epoch = self.batch_index = self.step = self.n_batches = 0
-        self.total_steps = 0
+        self.total_steps = self._step_targets = 0  # targets the gradients average over since the last step
         self.training = False
         self.batch = self.inputs = self.target = self.output = self.loss = None
         self.skip_step = self.stop_training = False
@@ -263,7 +269,8 @@ class Trainer:
             self._forward(batch)
             loss_sum += self.loss.detach().double() * self.target.numel()
             count += self.target.numel()
-        self.eval_metrics["loss"] = loss_sum.item() / max(count, 1)
+        loss_sum, count = distributed.sum_across(loss_sum, count)  # the whole set, over all ranks
+        self.eval_metrics["loss"] = float(loss_sum) / max(count, 1)
         self._call("on_eval_end")
         self.model.train(was_training[0])
         self.training = was_training[1]
@@ -285,7 +292,7 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
+        return distributed.gather_rank_state({
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch, "batch_index": self.batch_index, "step": self.step,
@@ -293,7 +300,7 @@ class Trainer:
             "history": self.history, "best": self.best, "rng": rng,
             "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
-        }
+        })
 
     def load_checkpoint(self, path: Path) -> None:
         if not path.exists():
@@ -304,6 +311,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as e:
             raise UlmfitError(f"{path}: does not match this model/optimizer ({e})") from None
+        ckpt = distributed.rank_state(ckpt, str(path))
         self.epoch, self.batch_index, self.step = ckpt["epoch"], ckpt["batch_index"], ckpt["step"]
         self._sums = {k: v.to(self.device) if isinstance(v, Tensor) else v
                       for k, v in ckpt["epoch_sums"].items()}
@@ -335,7 +343,8 @@ class Trainer:
             if self.step >= self.total_steps or self.stop_training:
                 break
             now = time.perf_counter()
-            if self.checkpoint_interval_s is not None and now - last_save >= self.checkpoint_interval_s:
+            if (self.checkpoint_interval_s is not None
+                    and distributed.main_decides(now - last_save >= self.checkpoint_interval_s)):
                 self._sums["seconds"] += now - start
                 self._save(LAST_CHECKPOINT, self.checkpoint())
                 start = last_save = time.perf_counter()
@@ -354,6 +363,7 @@ class Trainer:
             if self.training:
                 self._sums["loss"] += self.loss.detach().double() * self.target.numel()
                 self._sums["count"] += self.target.numel()
+                self._step_targets += self.target.numel()
                 self._sums["tokens"] += self.batch.n_tokens
             self._call("after_loss")
 
@@ -370,12 +380,15 @@ class Trainer:
         if not self.skip_step:
             self._optimizer_step()
             self.optimizer.zero_grad(set_to_none=True)
+            self._step_targets = 0
         self.step += 1
         self.batch_index += 1
         self._call("after_step")
 
     def _optimizer_step(self) -> None:
-        """Clip and step; under fp16 on unscaled gradients, skipping a step that overflowed."""
+        """Clip and step; under fp16 on unscaled gradients, skipping a step that overflowed.
+        Under torchrun the gradients are first averaged over the ranks."""
+        distributed.average_gradients(self.model, self._step_targets)
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if self.clip:
@@ -388,13 +401,14 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         sums = self._sums
-        train_loss = sums["loss"].item() / max(sums["count"], 1)
+        loss_sum, count, tokens = distributed.sum_across(sums["loss"], sums["count"], sums["tokens"])
+        train_loss = float(loss_sum) / max(count, 1)
         eval_start = time.perf_counter()
         valid = self.evaluate(self.valid_data) if self.valid_data is not None else {}
         self.metrics = {
             "epoch": self.epoch + 1, "step": self.step, "train_loss": train_loss,
             **{f"valid_{k}": v for k, v in valid.items()},
-            "tokens_per_s": sums["tokens"] / max(sums["seconds"], 1e-9),
+            "tokens_per_s": tokens / max(sums["seconds"], 1e-9),
             "train_time_s": sums["seconds"],
             "time_s": sums["seconds"] + time.perf_counter() - eval_start,
             "lr": self.optimizer.param_groups[-1]["lr"],
@@ -410,7 +424,7 @@ class Trainer:
         if improved:
             self._save(BEST_WEIGHTS, self.exported_weights())
         self._save(LAST_CHECKPOINT, self.checkpoint())
-        if self.out_dir is not None:
+        if self.out_dir is not None and distributed.is_main():
             write_text(self._path(LOG), "".join(json.dumps(m) + "\n" for m in self.history))
         if self.progress:
             tqdm.write(format_metrics(self.metrics), file=sys.stderr)
@@ -435,7 +449,7 @@ class Trainer:
         return self.out_dir / name
 
     def _save(self, name: str, obj: Any) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or not distributed.is_main():
             return
         with atomic_path(self._path(name)) as tmp:
             torch.save(obj, tmp)

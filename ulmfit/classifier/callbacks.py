@@ -6,6 +6,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from .. import distributed
 from ..training import Callback, Trainer
 from .head import gradual_unfreezing_schedule, set_trainable_groups
 
@@ -30,6 +31,7 @@ class Accuracy(Callback):
             self.total += trainer.target.numel()
 
     def on_eval_end(self, trainer: Trainer) -> None:
+        self.correct, self.total = distributed.sum_across(self.correct, self.total)  # over all ranks
         accuracy = self.correct / max(self.total, 1)
         trainer.eval_metrics.update(accuracy=accuracy, error=1.0 - accuracy)
 

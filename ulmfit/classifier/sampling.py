@@ -25,13 +25,14 @@ def _longest_first(lengths: np.ndarray) -> np.ndarray:
 
 
 def sortish_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator,
-                    chunk_mult: int = 50) -> list[np.ndarray]:
+                    chunk_mult: int = 50, min_size: int = 2) -> list[np.ndarray]:
     """Training batches: every index exactly once, similar lengths within a batch, longest first.
 
     Indices are shuffled, cut into chunks of ``batch_size * chunk_mult``, each chunk sorted by
     length and cut into batches; the batch holding the longest document goes first and the
-    others are shuffled. A trailing batch of a single document is merged into the batch before
-    it, because BatchNorm in the head cannot train on one example.
+    others are shuffled. A trailing batch of fewer than ``min_size`` documents is merged into the
+    batch before it, because BatchNorm in the head cannot train on one example (with data
+    parallelism each rank's share of a batch needs two).
     """
     lengths = np.asarray(lengths)
     if len(lengths) == 0:
@@ -41,7 +42,7 @@ def sortish_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Gene
     order = np.concatenate([part[_longest_first(lengths[part])]
                             for part in np.split(shuffled, list(range(chunk, len(shuffled), chunk)))])
     batches = _split(order, batch_size)
-    if len(batches) > 1 and len(batches[-1]) == 1:
+    if len(batches) > 1 and len(batches[-1]) < min_size:
         batches[-2:] = [np.concatenate(batches[-2:])]
     first = int(np.argmax([lengths[batch].max() for batch in batches]))
     rest = batches[:first] + batches[first + 1:]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import distributed
 from ..classifier.callbacks import Accuracy, GradualUnfreezing, classification_loss
 from ..classifier.data import ClassificationData, training_data
 from ..classifier.head import PoolingClassifierHead, TextClassifier, set_trainable_groups
@@ -196,12 +197,18 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
     cfg, data_dir, out_dir, classes, dev = plan.cfg, Path(plan.cfg.data), Path(out), plan.classes, plan.device
     train_data, valid_data = training_data(cfg, data_dir, len(classes))
     pool = pseudo_label_pool(cfg.tricks, train_data, valid_data, resume, cfg.data)
-    resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
-    save_classes(out_dir, classes)
+    resume = distributed.run_on_main(_prepare_classifier_out, out_dir, cfg, data_dir, resume, classes)
     retrain = functools.partial(_fit, plan, out_dir, valid_data=valid_data)
     metrics = retrain(train_data, resume=resume)
     return pseudo_label_rounds(cfg.tricks, pool, train_data, metrics, _latest_classifier_probs(cfg, out_dir, dev),
                                functools.partial(retrain, resume=False), out_dir / METRICS)
+
+
+def _prepare_classifier_out(out_dir: Path, cfg: ClassifierConfig, data_dir: Path, resume: bool,
+                            classes: Sequence[str]) -> bool:
+    resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
+    save_classes(out_dir, classes)
+    return resume
 
 
 @dataclass
@@ -264,6 +271,7 @@ def classifier_parts(plan: ClassifierPlan, train_data: ClassificationData) -> Tr
     if plan.weights is not None:
         model.encoder.load_state_dict(plan.weights)
     model.to(plan.device)
+    distributed.seed_rank(cfg.seed)
     groups = model.layer_groups()
     optimizer = cfg.make_optimizer(groups, disc_factor=None if cfg.discriminative else 1.0)
     callbacks: list[Callback] = [Accuracy()]
@@ -300,7 +308,6 @@ def _fit(plan: ClassifierPlan, out_dir: Path, train_data: ClassificationData, va
     history = trainer.fit(resume=resume)
     if not history:
         raise UlmfitError("the run trained no epoch (epochs or max_steps is 0)")
-    save_weights(out_dir / MODEL, torch.load(out_dir / BEST_WEIGHTS, map_location="cpu", weights_only=True))
     final, best = history[-1], min(history, key=lambda m: m["valid_error"])
     metrics = {
         "best_valid_error": best["valid_error"], "best_valid_accuracy": best["valid_accuracy"],
@@ -309,6 +316,9 @@ def _fit(plan: ClassifierPlan, out_dir: Path, train_data: ClassificationData, va
         "epochs": final["epoch"], "steps": final["step"], "train_docs": len(train_data),
         "valid_docs": len(valid_data), "train_time_s": sum(m["train_time_s"] for m in history),
         "time_s": sum(m["time_s"] for m in history), "peak_rss_mb": round(peak_rss_mb(), 1),
+        **distributed.run_info(),
     }
-    write_json(out_dir / METRICS, metrics)
+    if distributed.is_main():
+        save_weights(out_dir / MODEL, torch.load(out_dir / BEST_WEIGHTS, map_location="cpu", weights_only=True))
+        write_json(out_dir / METRICS, metrics)
     return metrics

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
+from .. import distributed
 from ..artefacts import CONFIG, CURVE, ENCODER, METRICS, MODEL, VOCAB
 from ..classifier.selection import labelled_docs
 from ..config import load_config
@@ -336,6 +337,7 @@ def lm_parts(plan: LMPlan) -> TrainingParts:
     if plan.initial_weights is not None:
         model.load_state_dict(plan.initial_weights)
     model.to(plan.device)
+    distributed.seed_rank(cfg.seed)
     return TrainingParts(
         model, model.loss, cfg.make_optimizer(model.layer_groups()), cfg.make_schedule(),
         [LMWindows(cfg.bptt), ARTAR(cfg.model.ar_alpha, cfg.model.tar_beta), *build_callbacks(cfg.tricks)],
@@ -346,7 +348,7 @@ def _train(plan: LMPlan, out_dir: Path, resume: bool) -> dict:
     cfg, data_dir = plan.cfg, Path(plan.cfg.data)
     valid_stream = _stream(cfg, data_dir, "valid", shuffle=False)
     parts = lm_parts(plan)
-    resume = prepare_out(out_dir, cfg, data_dir, resume)  # after the data checks: no half-made folder
+    resume = distributed.run_on_main(prepare_out, out_dir, cfg, data_dir, resume)  # after the data checks
     if cfg.curve_every_s:
         curve_data = _stream(cfg, data_dir, "valid", shuffle=False, max_tokens=CURVE_TOKENS)
         parts.callbacks.append(ValidationCurve(curve_data, cfg.curve_every_s, out_dir / CURVE))
@@ -359,9 +361,10 @@ def _train(plan: LMPlan, out_dir: Path, resume: bool) -> dict:
     if not history and cfg.pretrained:  # fine-tuning of no steps: the mapped pretrained model as it is
         history = [untrained_log(trainer.evaluate(valid_stream))]
 
-    save_lm_weights(out_dir, trainer.exported_weights())  # the final weights, or a trick's (EMA's average)
-    metrics = {**summarize(history), "peak_rss_mb": round(peak_rss_mb(), 1)}
-    write_json(out_dir / METRICS, metrics)
+    metrics = {**summarize(history), "peak_rss_mb": round(peak_rss_mb(), 1), **distributed.run_info()}
+    if distributed.is_main():
+        save_lm_weights(out_dir, trainer.exported_weights())  # the final weights, or a trick's (EMA's average)
+        write_json(out_dir / METRICS, metrics)
     return metrics
 
 
@@ -392,7 +395,7 @@ def _stream(cfg: LMTrainConfig, data_dir: Path, split: str, shuffle: bool,
         n_tokens = tokens.n_tokens if docs is None else int(np.diff(tokens.offsets)[docs].sum())
         bs = min(bs, max(1, n_tokens // (4 * cfg.bptt)))
     return LMStream(tokens.ids, tokens.offsets, bs, cfg.bptt, cfg.seed, shuffle=shuffle,
-                    backwards=cfg.backwards, docs=docs)
+                    backwards=cfg.backwards, docs=docs, part=distributed.part())
 
 
 def _documents(cfg: LMTrainConfig, data_dir: Path, split: str) -> tuple[TokenizedSplit, np.ndarray | None]:

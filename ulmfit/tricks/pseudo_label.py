@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..classifier.data import ClassificationData
+from .. import distributed
 from ..errors import UlmfitError
 from ..files import write_json
 from ..text.corpus import UNLABELLED
@@ -50,6 +51,8 @@ def pseudo_label_pool(tricks: Mapping[str, Mapping], train_data: ClassificationD
     """
     if NAME not in tricks:
         return None
+    if distributed.world_size() > 1:
+        raise UlmfitError("pseudo_label: runs in one process only; start ulmfit train without torchrun")
     if resume:
         raise UlmfitError("--resume: a run with the pseudo_label trick cannot be resumed; start it again")
     used = [train_data.docs]
