@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ulmfit.model import LanguageModel, ar_tar_penalty, detach_state, make_config
-from ulmfit.model.awd_lstm import PRESETS
+from ulmfit.presets import PRESETS
 
 
 def ulmfit_row(cfg, bf16: bool, compiled: bool = False) -> tuple[torch.nn.Module, Callable, bool]:

@@ -61,7 +61,7 @@ def device_problem(name: str) -> str | None:
     if device.type == "cuda":
         count = torch.cuda.device_count()
         if count == 0:
-            return f"no CUDA device on this machine; use --device cpu (or auto)"
+            return "no CUDA device on this machine; use --device cpu (or auto)"
         if device.index is not None and device.index >= count:
             return f"no CUDA device {device.index}; this machine has {count} (0..{count - 1})"
         return None

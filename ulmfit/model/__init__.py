@@ -1,6 +1,5 @@
 """The AWD-LSTM language model and its regularizers."""
 from .awd_lstm import (
-    PRESETS,
     AWDLSTM,
     AWDLSTMConfig,
     EncoderOutput,
@@ -14,7 +13,6 @@ from .softmax import OutputLayer, cluster_bounds
 from .dropout import LockedDropout, WeightDropLSTM, embedding_dropout, locked_dropout
 
 __all__ = [
-    "PRESETS",
     "AWDLSTM",
     "AWDLSTMConfig",
     "EncoderOutput",

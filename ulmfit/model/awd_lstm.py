@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..config import config_from_dict
 from ..errors import UlmfitError
+from ..presets import preset_values
 from ..text.special import PAD_ID
 from .dropout import LockedDropout, WeightDropLSTM, embedding_dropout
 from .softmax import OutputLayer
@@ -72,24 +73,9 @@ class AWDLSTMConfig:
         return list(zip(ins, outs))
 
 
-PRESETS: dict[str, dict] = {
-    # Howard & Ruder (2018): the dataclass defaults.
-    "paper": {},
-    # Pretraining wikipedia/train-small (~2.8M tokens, 30k vocabulary) on 2 CPU cores. The
-    # paper's shape (3 layers, last = embedding size) at about a third of its width. A full
-    # softmax over 30k words would be ~60% of a step; the adaptive one (2k frequent words, then
-    # clusters of 8k and 20k) makes a step 3x faster in float32 (bench_lm_throughput.py).
-    "cpu": {"emb_size": 200, "hidden_size": 512, "n_layers": 3, "softmax_cutoffs": (2000, 10000)},
-    # Unit tests.
-    "tiny": {"emb_size": 16, "hidden_size": 32, "n_layers": 2},
-}
-
-
 def make_config(preset: str, vocab_size: int, **overrides) -> AWDLSTMConfig:
-    """The preset's config for a vocabulary of ``vocab_size``, with ``overrides`` on top."""
-    if preset not in PRESETS:
-        raise UlmfitError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
-    fields = {**PRESETS[preset], **overrides, "vocab_size": vocab_size}
+    """The preset's model (``ulmfit.presets``) for a vocabulary of ``vocab_size``, ``overrides`` on top."""
+    fields = {**preset_values(preset, "model"), **overrides, "vocab_size": vocab_size}
     return config_from_dict(AWDLSTMConfig, fields, source=f"model preset {preset!r}")
 
 

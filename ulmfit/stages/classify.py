@@ -48,7 +48,7 @@ from ..training import Callback, Trainer
 from ..tricks import build_callbacks, parse_tricks
 from ..tricks.pseudo_label import pseudo_label_pool, pseudo_label_rounds
 from .common import TrainConfig, TrainingParts, given_options, peak_rss_mb, preset_options, resolve_device
-from .lm import CHECKPOINT_INTERVAL_S, LM_PRESETS, LMTrainConfig
+from .lm import CHECKPOINT_INTERVAL_S, LMTrainConfig
 
 
 @dataclass
@@ -85,16 +85,6 @@ class ClassifierConfig(TrainConfig):
             raise UlmfitError(f"valid_frac must be in (0, 1), got {self.valid_frac}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise UlmfitError(f"max_tokens must be at least 1, got {self.max_tokens}")
-
-
-# Overrides of the ClassifierConfig defaults per preset; a classifier takes its encoder's preset.
-CLF_PRESETS: dict[str, dict] = {
-    "paper": {},
-    # One rate for every layer group, 3x the paper's: better or equal on TREC-6, CR and MPQA over
-    # 3 seeds each (README, "Classifier defaults"); the paper's factor 2.6 stays on --preset paper.
-    "cpu": {"lr": 3e-2, "disc_factor": 1.0},
-    "tiny": {"bs": 32, "bptt": 20, "max_len": 200, "lr": 2e-2, "epochs": 4, "min_steps": 0},
-}
 
 
 # -- model --------------------------------------------------------------------------------------
@@ -147,7 +137,7 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
     Gradual unfreezing (the head alone in the first epoch, one more layer group in each next
     one), discriminative learning rates (each lower group's divided by 2.6) and the slanted
     triangular schedule, each of which can be turned off. The weights of the epoch with the
-    lowest validation error are kept. Options left out take the preset's values (``CLF_PRESETS``).
+    lowest validation error are kept. Options left out take the preset's values (``ulmfit.presets``).
 
     Args:
         encoder: language-model folder written by ``ulmfit finetune`` on this very tokenized data
@@ -243,13 +233,12 @@ def plan_train(options: Mapping[str, Any]) -> ClassifierPlan:
         model_cfg = dataclasses.replace(enc_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=o.drop_mult))
     elif o.from_scratch:
         preset = o.preset or ClassifierConfig.preset
-        model_overrides = {**LM_PRESETS.get(preset, {}).get("model", {}), **given_options(drop_mult=o.drop_mult)}
-        model_cfg = make_config(preset, len(vocab), **model_overrides)
+        model_cfg = make_config(preset, len(vocab), **given_options(drop_mult=o.drop_mult))
     else:
         raise UlmfitError("--encoder (a fine-tuned language-model folder) is required unless --from_scratch")
 
     dev = resolve_device(o.device)
-    fields = preset_options(CLF_PRESETS, preset, epochs=o.epochs, max_steps=o.max_steps, min_steps=o.min_steps,
+    fields = preset_options(preset, "classifier", epochs=o.epochs, max_steps=o.max_steps, min_steps=o.min_steps,
                             schedule=o.schedule, lr=o.lr, optimizer=o.optimizer, bs=o.bs, seed=o.seed, max_train=o.max_train,
                             max_tokens=o.max_tokens)
     cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),

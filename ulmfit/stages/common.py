@@ -14,6 +14,7 @@ from torch import nn
 from ..config import config_from_dict
 from ..errors import UlmfitError
 from ..model.awd_lstm import AWDLSTMConfig
+from ..presets import preset_values
 from ..schedules import Schedule, default_arg, discriminative_lrs, make_schedule, stlr
 from ..training import BatchSource, Callback, RepeatedPasses, make_optimizer, optimizer_class, passes_for
 
@@ -95,15 +96,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def preset_options(presets: dict[str, dict], preset: str, *overrides: dict, **given) -> dict:
-    """Training fields: the preset's, then each override dict, then the arguments that were given."""
-    if preset not in presets:
-        raise UlmfitError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
-    fields = dict(presets[preset])
-    for extra in overrides:
-        fields.update(extra)
-    fields.update(given_options(**given))
-    return fields
+def preset_options(preset: str, stage: str, **given) -> dict:
+    """A stage's training fields: the preset's for it (``ulmfit.presets``), then the arguments given."""
+    return {**preset_values(preset, stage), **given_options(**given)}
 
 
 def given_options(**kwargs) -> dict:

@@ -30,7 +30,7 @@ from ..text.special import SPECIAL_TOKENS
 from ..text.tokenizers import TokenizerSettings
 from ..text.vocab import Vocab
 from .common import preset_options
-from .lm import LM_PRESETS, LMTrainConfig, map_vocab_rows, save_lm_weights
+from .lm import LMTrainConfig, map_vocab_rows, save_lm_weights
 
 # fastai v2 pads its vocabulary to a multiple of 8 with these; they have rows but mean nothing
 FAKE_TOKEN = "xxfake"
@@ -174,8 +174,8 @@ def import_fastai(weights: str, vocab: str, out: str, backwards: bool = False, p
                           f"{state['encoder.embedding.weight'].size(0)} rows; give the vocabulary it was trained with")
     itos = ulmfit_itos(fastai_itos)
     state = {k: map_vocab_rows(fastai_itos, itos, v) if k in VOCAB_ROWS else v for k, v in state.items()}
-    fields = preset_options(LM_PRESETS, preset, backwards=backwards)
-    model_cfg = make_config(preset, len(itos), **{**fields.pop("model", {}), **architecture(state)})
+    fields = preset_options(preset, "pretrain", backwards=backwards)
+    model_cfg = make_config(preset, len(itos), **architecture(state))
     cfg = LMTrainConfig(**fields, preset=preset, pretrained=str(weights_path), model=model_cfg)
     model = LanguageModel(cfg.model)
     try:

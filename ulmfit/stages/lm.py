@@ -33,7 +33,6 @@ from ..lm_data import LMStream
 from ..model_folder import (check_direction, check_same_tokenizer, check_vocab_size, load_weights, prepare_out,
                             require, save_weights)
 from ..model.awd_lstm import LanguageModel, make_config
-from ..schedules import default_arg, discriminative_lrs
 from ..text.corpus import TokenizedSplit, available_splits, load_split, require_classes
 from ..text.vocab import Vocab
 from ..lm_callbacks import ARTAR, LMWindows, ValidationCurve
@@ -60,23 +59,6 @@ class LMTrainConfig(TrainConfig):
     curve_every_s: float | None = None  # log a validation curve (curve.jsonl) every this many seconds
 
 
-# Training-side overrides of the LMTrainConfig defaults per preset (the model preset of the same
-# name sets the sizes); "model" holds overrides of the model preset, e.g. its drop_mult.
-LM_PRESETS: dict[str, dict] = {
-    "paper": {"epochs": 10},
-    # one pass over wikipedia/train-small (~2.3M tokens) takes well under an hour on 2 cores
-    "cpu": {"model": {"drop_mult": 0.5}},
-    "tiny": {"bs": 16, "bptt": 20, "lr": 3e-2, "model": {"drop_mult": 0.2}},
-}
-
-# ULMFiT's LM fine-tuning (Howard & Ruder 2018, sec. 3.2): discriminative rates and STLR.
-FINETUNE_OVERRIDES: dict = {
-    "schedule": "stlr",
-    "disc_factor": default_arg(discriminative_lrs, "factor"),
-    "lr": 4e-3,
-}
-
-
 def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: int | None = None,
              max_steps: int | None = None, min_steps: int | None = None, bs: int | None = None,
              bptt: int | None = None, lr: float | None = None, drop_mult: float | None = None,
@@ -86,7 +68,7 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
              curve_every_s: float | None = None) -> dict:
     """Train a language model from scratch on a tokenized corpus (e.g. Wikipedia).
 
-    Options left out take the preset's value (see ``LM_PRESETS`` in ulmfit/stages/lm.py).
+    Options left out take the preset's value (``ulmfit.presets``).
 
     Args:
         data: tokenized folder (output of ``ulmfit tokenize``); without a valid split, every
@@ -136,7 +118,7 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
     The pretrained embedding and decoder rows are mapped onto the target vocabulary (known
     tokens keep their row, new ones start at the mean row), then all layers train with
     discriminative learning rates and a slanted triangular schedule. Options left out take the
-    pretrained run's preset values with the fine-tuning overrides (``FINETUNE_OVERRIDES``).
+    pretrained run's preset values for fine-tuning (``ulmfit.presets``).
     With 0 epochs (or max_steps 0) the folder holds the mapped pretrained model as it is: a
     classifier can then start from an LM that was not fine-tuned.
 
@@ -180,10 +162,10 @@ def plan_pretrain(options: Mapping[str, Any]) -> LMPlan:
     o = SimpleNamespace(**options)
     data_dir = Path(o.data)
     vocab = Vocab.load(data_dir)
-    fields = preset_options(LM_PRESETS, o.preset, epochs=o.epochs, max_steps=o.max_steps, min_steps=o.min_steps,
+    fields = preset_options(o.preset, "pretrain", epochs=o.epochs, max_steps=o.max_steps, min_steps=o.min_steps,
                             bs=o.bs, bptt=o.bptt, lr=o.lr, seed=o.seed, backwards=o.backwards, schedule=o.schedule,
                             optimizer=o.optimizer)
-    model_overrides = {**fields.pop("model", {}), **given_options(drop_mult=o.drop_mult)}
+    model_overrides = given_options(drop_mult=o.drop_mult)
     if o.softmax_cutoffs is not None:
         model_overrides["softmax_cutoffs"] = parse_cutoffs(o.softmax_cutoffs)
     device = resolve_device(o.device)
@@ -199,10 +181,9 @@ def plan_finetune(options: Mapping[str, Any]) -> LMPlan:
     pre_dir, data_dir = Path(o.pretrained), Path(o.data)
     pre_cfg, vocab, weights = load_lm_for_data(pre_dir, data_dir)
     check_direction(pre_dir, pre_cfg.backwards, o.backwards, "one", "pretrained model")
-    fields = preset_options(LM_PRESETS, pre_cfg.preset, FINETUNE_OVERRIDES, epochs=o.epochs,
+    fields = preset_options(pre_cfg.preset, "finetune", epochs=o.epochs,
                             max_steps=o.max_steps, min_steps=o.min_steps, bs=o.bs, bptt=o.bptt, lr=o.lr, seed=o.seed,
                             backwards=o.backwards, schedule=o.schedule, optimizer=o.optimizer, max_train=o.max_train)
-    fields.pop("model", None)  # the architecture and dropouts come from the pretrained model
     if o.no_discriminative:
         fields["disc_factor"] = 1.0
     model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=o.drop_mult))
