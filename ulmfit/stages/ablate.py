@@ -15,11 +15,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import fire
+
 from ..ablations import ALL, DEFAULT_LOWSHOT, DEFAULT_OPTIONS, DEFAULT_TRICKS, LM, SCRATCH, SHARED_TABLE, TREC_LM, Row
 from ..ablations import tables as table_rows
 from ..artefacts import CONFIG, EVAL_REPORT, LAST_CHECKPOINT, METRICS
 from ..errors import UlmfitError
 from ..files import read_json
+from ..validate import check_command_line
 
 EVAL_TEST = EVAL_REPORT.format(split="test")
 ABLATIONS = Path("ablations") / "trec6"
@@ -63,10 +66,7 @@ class Setup:
 def ulmfit(*args: str) -> None:
     """One stage run as ``ulmfit ARGS...`` runs it (checked, its output locked); the JSON summary
     it prints is dropped, its progress goes to stderr."""
-    import fire
-
-    from ..cli import commands  # the command table lists this stage too
-    from ..validate import check_command_line
+    from ..cli import commands  # imported here: the command table lists this stage too
 
     stages = commands()
     check_command_line(stages, list(args))
