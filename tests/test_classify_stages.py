@@ -166,6 +166,14 @@ def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(s
     labels = np.load(trec_tok / "test_labels.npy")
     assert result["ensemble"]["accuracy"] == pytest.approx(np.mean(averaged.argmax(1) == labels))
     assert json.loads((tmp_path / "ensemble_test.json").read_text()) == result
+    # --out is the ensemble's run folder: evaluated like a classifier, for ulmfit report
+    run = {name: json.loads((tmp_path / f"{name}.json").read_text()) for name in ("eval_test", "metrics", "config")}
+    assert run["eval_test"]["error_rate"] == result["ensemble"]["error_rate"]
+    assert run["eval_test"]["models"] == run["config"]["models"] == run["metrics"]["models"] == [str(fwd), str(bwd)]
+    times = [json.loads((m / "metrics.json").read_text())["time_s"] for m in (fwd, bwd)]
+    assert run["metrics"]["time_s"] == pytest.approx(sum(times))
+    with pytest.raises(UlmfitError, match="is one of the models"):
+        ensemble(f"{fwd},{bwd}", str(trec_tok), out=str(bwd), device="cpu")
 
 
 def test_bad_input_is_refused_with_the_file_named(scratch, encoder, trec_tok, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 from ulmfit.cli import commands, main
 
 STAGES = ["tokenize", "pretrain", "import_fastai", "finetune", "evaluate_lm", "train", "evaluate", "predict",
-          "ensemble", "tricks", "report", "lr_find"]
+          "ensemble", "tricks", "ablate", "report", "lr_find"]
 
 
 def _ulmfit(*args):

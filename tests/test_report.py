@@ -5,7 +5,8 @@ import pytest
 
 from ulmfit.cli import main
 from ulmfit.errors import UlmfitError
-from ulmfit.report import display_name, lowshot_point, mean_std, report
+from ulmfit.ablations import find_row
+from ulmfit.report import display_name, mean_std, report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -25,13 +26,13 @@ def make_run(folder: Path, test_error: float, valid_curve: list[float] | None = 
 def runs(tmp_path) -> Path:
     root = tmp_path / "trec6"
     clf = root / "classifier"
-    # "10-" after "02-": the order is the prefix's number
-    make_run(clf / "10-freez+discr+stlr" / "seed0", 0.03, [0.07, 0.05], time_s=40.0, peak_rss_mb=300.0)
-    make_run(clf / "10-freez+discr+stlr" / "seed1", 0.05, [0.08, 0.06], time_s=50.0, peak_rss_mb=310.0)
+    # rows in the order of their folders' numbers, named and given the paper's figure by the spec
+    make_run(clf / "09-freez+discr+stlr" / "seed0", 0.03, [0.07, 0.05], time_s=40.0, peak_rss_mb=300.0)
+    make_run(clf / "09-freez+discr+stlr" / "seed1", 0.05, [0.08, 0.06], time_s=50.0, peak_rss_mb=310.0)
     for seed, (test, valid, time) in enumerate([(0.10, 0.08, 10.0), (0.12, 0.09, 20.0), (0.14, 0.10, 30.0)]):
         make_run(clf / "01-scratch" / f"seed{seed}", test, [0.2, valid], time_s=time)
     make_run(clf / "02-full" / "seed0", 0.05, [0.06], time_s=12.0, peak_rss_mb=250.0)
-    make_run(clf / "03-ensemble" / "seed0", 0.04)  # an ensemble's minimal metrics: test error only
+    make_run(clf / "03-ensemble" / "seed0", 0.04)  # no row of the spec; minimal metrics: test error only
     (clf / "04-broken" / "seed0").mkdir(parents=True)
     (clf / "04-broken" / "seed0" / "metrics.json").write_text("{}")  # trained, never evaluated
     (root / "lms" / "01-none" / "seed0").mkdir(parents=True)  # an interrupted language model
@@ -43,7 +44,7 @@ def runs(tmp_path) -> Path:
     make_run(root / "pretraining" / "02-wiki" / "seed0", 0.06, [0.07], time_s=6.0)
     for method, n, errors in [("ulmfit", "100", (0.2, 0.3)), ("scratch", "100", (0.5, 0.6)),
                               ("ulmfit", "all", (0.05, 0.07)), ("scratch", "all", (0.1, 0.12))]:
-        order = "01" if method == "ulmfit" else "02"
+        order = "01" if method == "ulmfit" else "03"
         for seed, error in enumerate(errors):
             make_run(root / "lowshot" / f"{order}-{method}-n{n}" / f"seed{seed}", error, [error, error],
                      time_s=1.0, train_docs=100 if n == "100" else 4907)
@@ -66,7 +67,7 @@ def test_tables_hold_hand_computed_statistics_in_prefix_order(runs, tmp_path):
         # test 10, 12, 14 %: mean 12, sample std 2; valid 8, 9, 10 %; time 10, 20, 30 s
         "| scratch | 3 | 12.00 ± 2.00 | 9.00 ± 1.00 | 20 | – | 13.36 |",
         "| full | 1 | 5.00 ± – | 6.00 ± – | 12 | 250 | 6.86 |",
-        "| ensemble | 1 | 4.00 ± – | – | – | – | – |",
+        "| 03-ensemble | 1 | 4.00 ± – | – | – | – | – |",
         # test 3, 5 %: std sqrt(2); valid 5, 6 %: std sqrt(0.5); the largest peak memory
         "| freez+discr+stlr | 2 | 4.00 ± 1.41 | 5.50 ± 0.71 | 45 | 310 | 5.69 |",
     ]
@@ -131,10 +132,10 @@ def test_cli_prints_paths_and_run_count(runs, tmp_path, capsys):
 
 
 def test_names_and_statistics():
-    assert display_name("09-freez+discr+stlr") == "freez+discr+stlr"
-    assert display_name("scratch") == "scratch"
-    assert lowshot_point("ulmfit-n100") == ("ulmfit", 100)
-    assert lowshot_point("semi-sup-nall") == ("semi-sup", None)
-    assert lowshot_point("full") is None
+    assert display_name("classifier", "09-freez+discr+stlr") == "freez+discr+stlr"
+    assert display_name("tricks", "01-label_smoothing_alpha=0.2") == "01-label_smoothing_alpha=0.2"  # not a default
+    assert find_row("lowshot", "01-ulmfit-n50").lowshot == ("ulmfit", 50)  # any size
+    assert find_row("lowshot", "02-semisup-nall").lowshot == ("semisup", None)
+    assert find_row("classifier", "02-full").lowshot is None
     assert mean_std([1.0, 2.0, 6.0]) == (3.0, pytest.approx(2.6458, abs=1e-4))
     assert mean_std([4.0]) == (4.0, None)

@@ -82,6 +82,8 @@ def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(
     assert [r["round"] for r in pseudo] == [0, 1]
     ensemble = read(out / "direction" / "03-ensemble" / "seed0" / "ensemble_test.json")
     assert [m["backwards"] for m in ensemble["models"]] == [False, True]
+    members = [str(out / "direction" / row / "seed0") for row in ("01-fwd", "02-bwd")]
+    assert read(out / "direction" / "03-ensemble" / "seed0" / "config.json")["models"] == members  # ensemble --out
     assert lm_of("lowshot", "01-ulmfit-n100")["max_train"] == 100
     assert lm_of("lowshot", "01-ulmfit-n100")["min_steps"] == read(runs / "trec" / "lm_fwd" / "metrics.json")["steps"]
     # the default forward classifier is trained once per seed and copied into the rows that are it

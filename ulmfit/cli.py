@@ -17,6 +17,7 @@ from . import distributed
 from .errors import UlmfitError
 from .outdir import output_lock, remove_stale_temps
 from .report import report
+from .stages.ablate import ablate
 from .stages.classify import train
 from .stages.import_fastai import import_fastai
 from .stages.infer import ensemble, evaluate, predict
@@ -67,6 +68,7 @@ def commands() -> dict:
         "predict": predict,
         "ensemble": ensemble,
         "tricks": list_tricks,
+        "ablate": ablate,
         "report": report,
     }.items()}
     stages["lr_find"] = {name: _checked_stage(command) for name, command in lr_find_commands().items()}

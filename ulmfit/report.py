@@ -1,9 +1,11 @@
 """The ``report`` stage: Markdown tables and PNG plots from a folder of ablation runs.
 
-Runs are laid out as ``<root>/<table>/<row>/seed<N>/`` (scripts/ablate.sh): a classifier folder
+Runs are laid out as ``<root>/<table>/<row>/seed<N>/`` (``ulmfit ablate``): a classifier folder
 of ``ulmfit train`` (metrics.json, log.jsonl) with the ``eval_test.json`` of ``ulmfit evaluate``.
-Row folders carry a two-digit order prefix ("01-scratch") that sorts them and is not displayed.
-Collecting, aggregating and formatting are pure functions; the plots come last.
+Row folders sort by their order number; the table spec (:mod:`ulmfit.ablations`) gives each row
+its name, the paper's figure and its low-shot point, and a folder it does not know (a trick spec
+of one's own) is shown as it is named. Collecting, aggregating and formatting are pure functions;
+the plots come last.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from .ablations import find_row
 from .artefacts import ENCODER, EVAL_REPORT, LOG, METRICS
 from .errors import UlmfitError
 from .files import atomic_path, read_json, write_text
@@ -26,14 +29,6 @@ REPORT = "report.md"
 LOWSHOT_TABLE = "lowshot"
 NO_VALUE = "–"
 
-# TREC-6 validation error (%) of Howard & Ruder (2018), keyed by (table, displayed row name).
-PAPER_VALID_ERROR: dict[tuple[str, str], float] = {
-    ("pretraining", "none"): 10.67,
-    ("pretraining", "wiki"): 5.69,
-    ("classifier", "scratch"): 13.36,
-    ("classifier", "full"): 6.86,
-    ("classifier", "freez+discr+stlr"): 5.69,
-}
 PAPER_TEST_ERROR = 3.6  # ULMFiT's TREC-6 test error (%), same paper
 
 
@@ -57,7 +52,7 @@ class Run:
 class RowSummary:
     """One table row: its runs' statistics in percent (std None for a single value)."""
 
-    name: str                       # displayed, without the order prefix
+    name: str                       # the spec's name of the row, else its folder's
     seeds: int
     test_error: tuple[float, float | None]
     valid_error: tuple[float, float | None] | None
@@ -65,6 +60,7 @@ class RowSummary:
     peak_rss_mb: float | None       # the largest over the seeds
     train_docs: float | None
     paper: float | None
+    lowshot: tuple[str, int | None] | None  # the low-shot curve and size (None: all) of the row
 
 
 # -- collecting ---------------------------------------------------------------------------------
@@ -74,9 +70,10 @@ def natural_key(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
-def display_name(row: str) -> str:
-    """The row folder's name without its two-digit order prefix."""
-    return re.sub(r"^\d{2}-", "", row)
+def display_name(table: str, row: str) -> str:
+    """The spec's name of a row folder (without its order number), or the folder's name."""
+    spec = find_row(table, row)
+    return spec.name if spec else row
 
 
 def describe_machine(machine: object) -> str | None:
@@ -128,7 +125,7 @@ def collect_runs(root: Path) -> tuple[list[Run], list[tuple[Path, str]]]:
                      key=lambda p: [natural_key(part) for part in p.relative_to(root).parts])
     for folder in folders:
         if (folder / ENCODER).exists() and not (folder / EVAL_TEST).exists():
-            continue  # a language model the rows start from (ablate.sh's lms/), not a run
+            continue  # a language model the rows start from (``ulmfit ablate``'s lms/), not a run
         reason = skip_reason(folder)
         if reason:
             skipped.append((folder, reason))
@@ -155,12 +152,12 @@ def summarize_row(table: str, row: str, runs: Sequence[Run]) -> RowSummary:
     """One row's statistics over its seeds; fields no run recorded stay None."""
     valid = [100 * v for v in _present([r.valid_error for r in runs])]
     times, rss, docs = (_present([getattr(r, name) for r in runs]) for name in ("time_s", "peak_rss_mb", "train_docs"))
-    name = display_name(row)
-    return RowSummary(name=name, seeds=len(runs), test_error=mean_std([100 * r.test_error for r in runs]),
+    spec = find_row(table, row)
+    return RowSummary(name=display_name(table, row), seeds=len(runs), test_error=mean_std([100 * r.test_error for r in runs]),
                       valid_error=mean_std(valid) if valid else None,
                       time_s=statistics.fmean(times) if times else None, peak_rss_mb=max(rss) if rss else None,
                       train_docs=statistics.fmean(docs) if docs else None,
-                      paper=PAPER_VALID_ERROR.get((table, name)))
+                      paper=spec.paper if spec else None, lowshot=spec.lowshot if spec else None)
 
 
 def group_runs(runs: Sequence[Run]) -> dict[str, dict[str, list[Run]]]:
@@ -175,15 +172,6 @@ def summarize(runs: Sequence[Run]) -> dict[str, list[RowSummary]]:
     """Every table's rows, in the runs' order."""
     return {table: [summarize_row(table, row, row_runs) for row, row_runs in rows.items()]
             for table, rows in group_runs(runs).items()}
-
-
-def lowshot_point(row_name: str) -> tuple[str, int | None] | None:
-    """``(method, N)`` of a low-shot row named ``<method>-n<N>`` (N None for "all"), else None."""
-    match = re.fullmatch(r"(.+)-n(\d+|all)", row_name)
-    if not match:
-        return None
-    method, n = match.groups()
-    return method, None if n == "all" else int(n)
 
 
 # -- formatting ---------------------------------------------------------------------------------
@@ -268,7 +256,7 @@ def plot_lowshot(rows: Sequence[RowSummary], path: Path) -> Path:
     """
     curves: dict[str, list[tuple[float, RowSummary]]] = {}
     for r in rows:
-        point = lowshot_point(r.name)
+        point = r.lowshot
         if point is not None:
             n = point[1] if point[1] is not None else r.train_docs
             if n is not None:
@@ -296,7 +284,7 @@ def plot_curves(table: str, rows: dict[str, list[Run]], path: Path) -> Path:
         curve = runs[0].valid_curve
         if curve:
             ax.plot(range(1, len(curve) + 1), [100 * e for e in curve], marker=".",
-                    label=f"{display_name(row)} ({runs[0].seed})")
+                    label=f"{display_name(table, row)} ({runs[0].seed})")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("valid error %")
@@ -323,12 +311,12 @@ def write_plots(runs: Sequence[Run], out_dir: Path) -> dict[str, list[Path]]:
 def report(runs_dir: str, out: str | None = None) -> dict:
     """Turn ablation run folders into a Markdown report with tables and PNG plots.
 
-    Reads ``RUNS_DIR/<table>/<row>/seed<N>/`` (written by scripts/ablate.sh: metrics.json,
+    Reads ``RUNS_DIR/<table>/<row>/seed<N>/`` (written by ``ulmfit ablate``: metrics.json,
     log.jsonl and eval_test.json of ``ulmfit train`` and ``ulmfit evaluate``); language models
     (folders with encoder.pt) are left out, other folders without metrics.json and eval_test.json
     (unfinished runs) are skipped and listed.
     Per table: test and validation error (mean ± std over seeds), time per run, the paper's
-    figure where there is one, a bar chart and training curves; the "lowshot" table also gets
+    figure where the table spec (ulmfit.ablations) has one, a bar chart and training curves; the "lowshot" table also gets
     error against the number of labelled examples.
 
     Args:

@@ -17,14 +17,14 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..artefacts import CONFUSION_PLOT, ENSEMBLE_PROBS, ENSEMBLE_REPORT, EVAL_PROBS, EVAL_REPORT
+from ..artefacts import CONFIG, CONFUSION_PLOT, ENSEMBLE_PROBS, ENSEMBLE_REPORT, EVAL_PROBS, EVAL_REPORT, METRICS
 from ..classifier.head import TextClassifier
 from ..classifier.metrics import average_probabilities, classification_report, plot_confusion_matrix
 from ..classifier.predict import predict_probs
 from ..classifier.selection import check_labels
 from ..classifier.tta import tta_neighbours, tta_probs
 from ..errors import UlmfitError
-from ..files import atomic_path, save_npy, write_json
+from ..files import atomic_path, read_json, save_npy, write_json
 from ..model_folder import check_data_fits, check_same_classes
 from ..text.corpus import UNLABELLED, TokenizedSplit, load_split
 from ..text.readers import DocumentSource, ReadOptions
@@ -122,13 +122,17 @@ def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: s
     several seeds) and score each model and the average on a labelled split.
 
     Each model reads the documents in its own direction. Writes ``ensemble_<split>.json`` and
-    ``ensemble_probs_<split>.npy`` to ``out``.
+    ``ensemble_probs_<split>.npy`` to ``out``. A folder given as ``out`` becomes the ensemble's
+    run, shaped like a classifier's evaluated run (for ``ulmfit report``): ``eval_<split>.json``
+    (the ensemble's report, as ``evaluate`` writes it), ``config.json`` (the models, data and
+    split) and ``metrics.json`` (the models' training times summed).
 
     Args:
         models: classifier folders, comma-separated (or a list).
         data: tokenized folder with the models' tokenizer, vocabulary and classes.
         split: train, valid or test.
-        out: folder for the results; default: the first model's folder.
+        out: folder for the results (not one of the models'); default: the first model's folder,
+            without the run's files.
         bs: documents per batch (default: each model's training batch size).
         device: "cpu", "cuda" or "auto" (cuda if available).
 
@@ -139,6 +143,8 @@ def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: s
     names = [n for n in names if n]
     if not names:
         raise UlmfitError("--models: give at least one classifier folder")
+    if out and any(Path(out).resolve() == Path(name).resolve() for name in names):
+        raise UlmfitError(f"--out: {out} is one of the models; give a folder of its own (or none)")
     data_dir, dev = Path(data), resolve_device(device)
     members, all_probs, classes, labels = [], [], None, None
     for name in names:
@@ -156,10 +162,30 @@ def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: s
     out_dir = Path(out) if out else Path(names[0])
     save_npy(out_dir / ENSEMBLE_PROBS.format(split=split), averaged.astype(np.float32))
     write_json(out_dir / ENSEMBLE_REPORT.format(split=split), result)
+    if out:
+        _write_ensemble_run(out_dir, names, result)
     for member in members:
         print(f"{member['model']}: error {member['error_rate']:.4f}", file=sys.stderr)
     print(f"ensemble: error {result['ensemble']['error_rate']:.4f}", file=sys.stderr)
     return result
+
+
+def _write_ensemble_run(out_dir: Path, models: list[str], result: dict) -> None:
+    """The ensemble as a run folder: config and summed times first, the evaluation report last
+    (its presence marks the run finished)."""
+    split = result["split"]
+    times = [read_json(Path(model) / METRICS) for model in models]
+    write_json(out_dir / CONFIG, {"models": models, "data": result["data"], "split": split})
+    write_json(out_dir / METRICS, {"models": models, **{key: _total(t.get(key) for t in times)
+                                                        for key in ("time_s", "train_time_s")}})
+    write_json(out_dir / EVAL_REPORT.format(split=split),
+               {"models": models, "data": result["data"], "split": split, **result["ensemble"]})
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum, or None when a value is missing (a model with no recorded time)."""
+    values = list(values)
+    return None if None in values else sum(values)
 
 
 # -- the model's probabilities --------------------------------------------------------------------
