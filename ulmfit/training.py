@@ -4,11 +4,11 @@
 to a task or a training trick is a :class:`Callback` that reads and changes the trainer's state at
 named hook points. A training batch goes through::
 
-    on_batch_start -> forward -> after_forward -> loss -> after_loss -> before_backward
+    before_batch -> forward -> after_forward -> loss -> after_loss -> before_backward
     -> backward -> after_backward -> before_step -> [clip -> optimizer step -> zero grads]
     -> after_step
 
-and an evaluation batch through ``on_batch_start``, ``after_forward`` and ``after_loss`` only
+and an evaluation batch through ``before_batch``, ``after_forward`` and ``after_loss`` only
 (``trainer.training`` tells which). In training, the forward, the loss and the hooks between them
 run under the run's precision (autocast for bf16/fp16, see :mod:`ulmfit.precision`); backward and
 step run outside it. Evaluation is always float32, so validation losses compare across precisions. Callbacks may replace ``trainer.inputs`` (before the forward),
@@ -114,19 +114,19 @@ class Callback:
 
     order: int = 0  # callbacks run in ascending order; ties keep the order they were given in
 
-    def on_fit_start(self, trainer: "Trainer") -> None: ...
-    def on_epoch_start(self, trainer: "Trainer") -> None: ...
-    def on_batch_start(self, trainer: "Trainer") -> None: ...
+    def before_fit(self, trainer: "Trainer") -> None: ...
+    def before_epoch(self, trainer: "Trainer") -> None: ...
+    def before_batch(self, trainer: "Trainer") -> None: ...
     def after_forward(self, trainer: "Trainer") -> None: ...
     def after_loss(self, trainer: "Trainer") -> None: ...
     def before_backward(self, trainer: "Trainer") -> None: ...
     def after_backward(self, trainer: "Trainer") -> None: ...
     def before_step(self, trainer: "Trainer") -> None: ...
     def after_step(self, trainer: "Trainer") -> None: ...
-    def on_eval_start(self, trainer: "Trainer") -> None: ...
-    def on_eval_end(self, trainer: "Trainer") -> None: ...
-    def on_epoch_end(self, trainer: "Trainer") -> None: ...
-    def on_fit_end(self, trainer: "Trainer") -> None: ...
+    def before_eval(self, trainer: "Trainer") -> None: ...
+    def after_eval(self, trainer: "Trainer") -> None: ...
+    def after_epoch(self, trainer: "Trainer") -> None: ...
+    def after_fit(self, trainer: "Trainer") -> None: ...
 
     def export_weights(self, trainer: "Trainer", state: dict) -> dict:
         """The weights to save as the best (``state`` is the model's, or the previous callback's)."""
@@ -182,8 +182,8 @@ class Trainer:
         training (False while evaluating); batch, inputs, target, output, loss (current batch);
         skip_step, stop_training (flags callbacks may set);
         eval_metrics (dict filled while evaluating: ``loss``, plus what callbacks add in
-        ``on_eval_end``); metrics (this epoch's log entry, callbacks may add to it in
-        ``on_epoch_end``); history (all epochs' entries); best (best monitored value so far).
+        ``after_eval``); metrics (this epoch's log entry, callbacks may add to it in
+        ``after_epoch``); history (all epochs' entries); best (best monitored value so far).
 
     Args:
         model: called as ``model(*batch.inputs)``.
@@ -249,11 +249,11 @@ class Trainer:
         self.total_steps = min(total, self.max_steps) if self.max_steps is not None else total
         self.stop_training = False
         self.optimizer.zero_grad(set_to_none=True)
-        self._call("on_fit_start")
+        self._call("before_fit")
         while self.epoch < self.epochs and self.step < self.total_steps and not self.stop_training:
             self._train_epoch()
             self._end_epoch()
-        self._call("on_fit_end")
+        self._call("after_fit")
         return self.history
 
     @torch.no_grad()
@@ -263,7 +263,7 @@ class Trainer:
         self.model.eval()
         self.training = False
         self.eval_metrics = {}
-        self._call("on_eval_start")
+        self._call("before_eval")
         loss_sum, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
         for batch in data.batches(0):
             self._forward(batch)
@@ -271,7 +271,7 @@ class Trainer:
             count += self.target.numel()
         loss_sum, count = distributed.sum_across(loss_sum, count)  # the whole set, over all ranks
         self.eval_metrics["loss"] = float(loss_sum) / max(count, 1)
-        self._call("on_eval_end")
+        self._call("after_eval")
         self.model.train(was_training[0])
         self.training = was_training[1]
         return dict(self.eval_metrics)
@@ -330,7 +330,7 @@ class Trainer:
         self.model.train()
         self.training = True
         self.n_batches = self.train_data.n_batches(self.epoch)
-        self._call("on_epoch_start")
+        self._call("before_epoch")
         total = min(self.n_batches, self.batch_index + self.total_steps - self.step)  # max_steps may end it early
         bar = progress_bar(self.progress, total=total, initial=self.batch_index,
                            desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False)
@@ -355,7 +355,7 @@ class Trainer:
         """The part shared by training and evaluation: batch -> output -> loss."""
         self.batch = batch.to(self.device)
         self.inputs, self.target = self.batch.inputs, self.batch.target
-        self._call("on_batch_start")
+        self._call("before_batch")
         with autocast(self.precision if self.training else "fp32", self.device):
             self.output = self.model(*self.inputs)
             self._call("after_forward")
@@ -413,7 +413,7 @@ class Trainer:
             "time_s": sums["seconds"] + time.perf_counter() - eval_start,
             "lr": self.optimizer.param_groups[-1]["lr"],
         }
-        self._call("on_epoch_end")
+        self._call("after_epoch")
         self.history.append(self.metrics)
         improved = self.valid_data is not None and self.metrics[self.monitor] < self.best
         if improved:

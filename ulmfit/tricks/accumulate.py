@@ -37,7 +37,7 @@ class GradientAccumulation(Callback):
         self.restored: list[Tensor | None] = []  # gradients from a checkpoint, given back on fit start
         self.inner_backward = None
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def before_fit(self, trainer: Trainer) -> None:
         self.params = list(trainer.model.parameters())
         for p, grad in zip(self.params, self.restored):
             p.grad = grad
@@ -45,7 +45,7 @@ class GradientAccumulation(Callback):
         if trainer.backward != self.scaled_backward:  # wrap once, also if fit runs again
             self.inner_backward, trainer.backward = trainer.backward, self.scaled_backward
 
-    def on_batch_start(self, trainer: Trainer) -> None:
+    def before_batch(self, trainer: Trainer) -> None:
         if trainer.training:
             self.group = accumulation_group(trainer.batch_index, trainer.n_batches, self.steps,
                                             trainer.total_steps - trainer.step)
