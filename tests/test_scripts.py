@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ulmfit.paths import REPO_ROOT, data_root
+from locations import REPO_ROOT, data_root
 from ulmfit.tricks import list_tricks
 
 

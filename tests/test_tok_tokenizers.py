@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ulmfit.artefacts import SPM_MODEL
-from ulmfit.paths import data_root
+from locations import data_root
 from ulmfit.text import rules, tokenizers
 from ulmfit.text.readers import read_documents
 from ulmfit.text.special import BOS_ID, SPECIAL_TOKENS, UNK_ID
@@ -143,7 +143,8 @@ def sp_folder(tmp_path_factory):
     settings = TokenizerSettings.create("sentencepiece", "en", "unigram", 120)
     train_sentencepiece(SP_TEXTS, folder, settings, sample_sentences=1000, threads=1)
     encoder = tokenizers.SentencePieceEncoder(settings, folder / SPM_MODEL)
-    Tokenizer(settings, encoder.vocab(), folder).save(folder)
+    settings.save(folder)
+    encoder.vocab().save(folder)
     return folder
 
 

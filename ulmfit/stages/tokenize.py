@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..artefacts import CLASSES, CONFIG, METRICS, SPM_MODEL, TOKENIZER, VOCAB
 from ..config import config_to_dict, load_config, save_config
 from ..errors import UlmfitError
-from ..files import read_json, staging_dir, write_json
+from ..files import copy_file, read_json, staging_dir, write_json
 from ..outdir import unknown_files
 from ..progress import progress_bar
 from ..text import corpus
@@ -38,7 +38,7 @@ from ..text.readers import DocumentSource, ReadOptions, read_options_from
 from ..text.special import UNK_ID
 from ..text.tokenizers import (
     DEFAULT_SP_MODEL_TYPE, DEFAULT_SP_SAMPLE_SENTENCES, DEFAULT_SP_VOCAB_SIZE, SENTENCEPIECE, SPACY, EncodedChunk,
-    IdTranslator, TokenizerSettings, TokenNumbering, copy_file, fit_array, make_encoder, train_sentencepiece,
+    IdTranslator, TokenizerSettings, TokenNumbering, fit_array, make_encoder, train_sentencepiece,
 )
 from ..text.vocab import DEFAULT_MAX_VOCAB, DEFAULT_MIN_FREQ, Vocab
 

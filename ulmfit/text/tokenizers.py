@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import string
 from dataclasses import dataclass, field
 from itertools import chain, repeat
@@ -109,10 +108,6 @@ class EncodedChunk:
     n_bytes: int
     source: int
     new_tokens: list[str] | None
-
-
-def _pre_rule_functions(names: Sequence[str]) -> list[Callable[[str], str]]:
-    return [rules.PRE_RULES[n] for n in names]
 
 
 def make_spacy_tokenizer(lang: str):
@@ -239,7 +234,7 @@ class SpacyEncoder:
         self._english = settings.lang == "en"  # the shortcut for plain words is checked for English
         self._strings = self._tokenizer.vocab.strings
         self._newline_orth = self._strings.add(rules.NEWLINE)
-        self._pre = _pre_rule_functions(settings.pre_rules)
+        self._pre_rules = settings.pre_rules
         self._numbering = TokenNumbering()
         self.tokens = self._numbering.tokens
         self.local_id = self._numbering.id
@@ -312,9 +307,7 @@ class SpacyEncoder:
         spans: list[str] = []
         for text in texts:
             n_bytes += len(text.encode("utf-8"))
-            for rule in self._pre:
-                text = rule(text)
-            self._doc_spans(text, spans)
+            self._doc_spans(rules.apply_pre_rules(text, self._pre_rules), spans)
         sids = self._spans.lookup(spans)
         missing = np.flatnonzero(sids < 0).tolist()
         if missing:
@@ -374,16 +367,11 @@ class SentencePieceEncoder:
         if not Path(model_path).exists():
             raise UlmfitError(f"{model_path}: SentencePiece model not found")
         self.processor = spm.SentencePieceProcessor(model_file=str(model_path))
-        self._pre = _pre_rule_functions(settings.pre_rules)
+        self._pre_rules = settings.pre_rules
 
     def encode(self, texts: Sequence[str]) -> EncodedChunk:
         n_bytes = sum(len(t.encode("utf-8")) for t in texts)
-        prepared = []
-        for text in texts:
-            for rule in self._pre:
-                text = rule(text)
-            prepared.append(text)
-        pieces = self.processor.encode(prepared)
+        pieces = self.processor.encode([rules.apply_pre_rules(text, self._pre_rules) for text in texts])
         ids = np.fromiter(chain.from_iterable(chain((BOS_ID,), p) for p in pieces), dtype=np.int32)
         lengths = np.array([len(p) + 1 for p in pieces], dtype=np.int64)
         return EncodedChunk(ids, lengths, n_bytes, os.getpid(), None)
@@ -419,11 +407,8 @@ class IdTranslator:
 
 def _sp_training_lines(texts: Iterable[str], pre_rules: Sequence[str]) -> Iterator[str]:
     """Paragraphs of the texts, cut to at most SP_TRAIN_LINE_CHARS at a space, rules applied."""
-    pre = _pre_rule_functions(pre_rules)
     for text in texts:
-        for rule in pre:
-            text = rule(text)
-        for line in text.split("\n"):
+        for line in rules.apply_pre_rules(text, pre_rules).split("\n"):
             while len(line) > SP_TRAIN_LINE_CHARS:
                 cut = line.rfind(" ", 0, SP_TRAIN_LINE_CHARS)
                 cut = cut if cut > 0 else SP_TRAIN_LINE_CHARS
@@ -509,18 +494,6 @@ class Tokenizer:
         if self.kind == SENTENCEPIECE:
             return self._encoder.processor.decode(ids)
         return rules.detokenize(self.vocab.textify(ids))
-
-    def save(self, folder: str | os.PathLike) -> None:
-        """Write ``tokenizer.json``, ``vocab.json`` (and ``spm.model``) to ``folder``."""
-        self.settings.save(folder)
-        self.vocab.save(folder)
-        if self.kind == SENTENCEPIECE:
-            copy_file(Path(self.folder) / SPM_MODEL, Path(folder) / SPM_MODEL)
-
-
-def copy_file(src: Path, dst: Path) -> None:
-    if src.resolve() != dst.resolve():
-        shutil.copyfile(src, dst)
 
 
 def load_tokenizer(folder: str | os.PathLike) -> Tokenizer:
