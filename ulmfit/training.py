@@ -36,7 +36,7 @@ Under torchrun (:mod:`ulmfit.distributed`) every rank runs this loop on its shar
 gradients are averaged over the ranks before each step, evaluation and epoch sums are summed over
 them, and rank 0 alone writes files and shows progress.
 
-One module of ~480 lines on purpose: the loop, checkpoints, resume, precision and accumulation
+One module of ~500 lines on purpose: the loop, checkpoints, resume, precision and accumulation
 read and write the same trainer state; the task- and trick-specific parts are already callbacks elsewhere.
 """
 from __future__ import annotations
