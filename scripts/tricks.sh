@@ -5,9 +5,11 @@
 # scripts/ablate.sh: $RUNS/ablations/trec6/tricks/<row>/seed<N>/. Each classifier's metrics.json
 # records its peak memory (peak_rss_mb) beside its time.
 #   TRICKS: space-separated specs, each given to `ulmfit train --tricks` as it is, e.g.
-#           TRICKS="label_smoothing(alpha=0.2) fgm,ema" (a comma combines tricks in one row);
+#           TRICKS="label_smoothing(alpha=0.2) fgm,ema" (a comma combines tricks in one row), or
+#           train options when it starts with -- (joined by commas, as in OPTIONS);
 #           default: every classifier trick of `ulmfit tricks` (ema with decay 0.99, the others
-#           with their default parameters; ulmfit/ablations.py, DEFAULT_TRICKS); TRICKS="" runs none.
+#           with their default parameters) and --accumulate=2 (ulmfit/ablations.py, DEFAULT_TRICKS);
+#           TRICKS="" runs none.
 #   Row "20-tta4": the baseline's classifiers evaluated with 4 passes of test-time augmentation.
 #   OPTIONS: rows "21-<options>", "22-..." of train options instead of a trick, each entry's options
 #           joined by commas, e.g. OPTIONS="--schedule=warmup_linear --optimizer=lamb,--lr=0.1";

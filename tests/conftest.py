@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from ulmfit.paths import data_root
+from locations import data_root
 from ulmfit.stages.tokenize import tokenize
 from ulmfit.text.special import BOS_ID, SPECIAL_TOKENS, UNK_ID
 

@@ -16,7 +16,7 @@ from ulmfit.classifier.data import ClassificationData, training_data
 from ulmfit.classifier.predict import predict_probs
 from ulmfit.stages.classify import ClassifierConfig, train
 from ulmfit.stages.infer import ensemble, evaluate, predict
-from ulmfit.paths import data_root
+from locations import data_root
 from ulmfit.stages.lm import LMTrainConfig, _stream, finetune, pretrain
 from ulmfit.text.readers import read_documents
 

@@ -99,24 +99,24 @@ def fake_trainer(step, training=True, seed=0):
 
 def test_the_callback_augments_training_batches_by_seed_and_step_and_resumes_identically():
     cb = EDAugment(p=1.0, alpha=0.3)
-    cb.on_fit_start(fake_trainer(0))
+    cb.before_fit(fake_trainer(0))
     assert cb.neighbours.shape == (40, 5)
     runs = {}
     for step, seed in [(5, 0), (5, 0), (6, 0), (5, 1)]:
         trainer = fake_trainer(step, seed=seed)
-        cb.on_batch_start(trainer)
+        cb.before_batch(trainer)
         runs.setdefault((step, seed), []).append(trainer.inputs[0].tolist())
     assert runs[5, 0][0] == runs[5, 0][1] and runs[5, 0][0] != runs[6, 0][0] and runs[5, 0][0] != runs[5, 1][0]
 
     evaluating = fake_trainer(5, training=False)
-    cb.on_batch_start(evaluating)
+    cb.before_batch(evaluating)
     assert evaluating.inputs[0].tolist() == batch()[0].tolist()
 
     resumed = EDAugment(p=1.0, alpha=0.3)
     resumed.load_state_dict(cb.state_dict())
-    resumed.on_fit_start(fake_trainer(0, seed=7))  # another embedding by now: the saved table is kept
+    resumed.before_fit(fake_trainer(0, seed=7))  # another embedding by now: the saved table is kept
     trainer = fake_trainer(5)
-    resumed.on_batch_start(trainer)
+    resumed.before_batch(trainer)
     assert trainer.inputs[0].tolist() == runs[5, 0][0]
 
 

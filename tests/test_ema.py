@@ -45,7 +45,7 @@ def test_evaluation_uses_the_shadow_and_training_goes_on_from_the_trained_weight
         for evaluated in log.evaluated[epoch * eval_batches:(epoch + 1) * eval_batches]:
             assert_weights(evaluated, shadow)
         assert differ(shadow, trained)
-        assert_weights(log.after_eval[epoch], trained, atol=0)
+        assert_weights(log.at_epoch_end[epoch], trained, atol=0)
     model = nn.Linear(2, 2)
     model.load_state_dict(ema.average)
     with torch.no_grad():

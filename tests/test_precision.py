@@ -10,7 +10,6 @@ from ulmfit.precision import cpu_has_native_bf16, resolve_precision
 from ulmfit.stages.common import TrainConfig
 from ulmfit.artefacts import LAST_CHECKPOINT
 from ulmfit.training import Callback
-from ulmfit.tricks.accumulate import GradientAccumulation
 
 from tiny_classifier import FixedBatches, classifier_trainer
 from toy import toy_trainer
@@ -138,7 +137,7 @@ def test_fp16_gradients_are_scaled_in_backward_and_unscaled_before_the_step():
     toy_trainer([Clipped()], epochs=1, clip=0.1, precision="fp16").fit()
     assert torch.allclose(clipped["fp16"], clipped["fp32"], atol=1e-3)      # clipped after unscaling
 
-    trainer = toy_trainer([GradientAccumulation(2)], epochs=1, precision="fp16")
+    trainer = toy_trainer(epochs=1, precision="fp16", accumulate=2)
     trainer.fit()
     assert trainer.scaler.state_dict()["_growth_tracker"] == 4               # 8 batches, 4 steps
 

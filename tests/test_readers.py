@@ -9,7 +9,7 @@ import tarfile
 import pytest
 
 from ulmfit.errors import UlmfitError
-from ulmfit.paths import data_root
+from locations import data_root
 from ulmfit.text.readers import DocumentSource, ReadOptions, infer_format, read_documents
 
 DATA = data_root()

@@ -39,7 +39,7 @@ def test_the_average_is_the_mean_of_the_weights_at_the_sampled_epochs_ends(epoch
     trainer.fit()
     names = [name for name, _ in trainer.model.named_parameters()]
     assert swa.count == len(sampled) and sorted(swa.average) == sorted(names)
-    assert_weights(swa.average, {name: torch.stack([log.after_eval[k - 1][name] for k in sampled]).mean(0)
+    assert_weights(swa.average, {name: torch.stack([log.at_epoch_end[k - 1][name] for k in sampled]).mean(0)
                                  for name in names})
 
 
@@ -97,7 +97,7 @@ def test_best_weights_are_the_average_and_resume_is_exact(tmp_path, crash_step):
     straight.fit()
     best = torch.load(tmp_path / "a" / BEST_WEIGHTS, weights_only=True)
     best_epoch = min(range(4), key=lambda e: straight.history[e]["valid_loss"])
-    assert best_epoch >= 1 and differ(best, log.after_eval[best_epoch])
+    assert best_epoch >= 1 and differ(best, log.at_epoch_end[best_epoch])
     assert best["1.num_batches_tracked"] == STEPS_PER_EPOCH  # recomputed statistics
     assert straight.history[best_epoch]["valid_loss"] == pytest.approx(valid_loss(bn_model(), best), rel=1e-5)
 

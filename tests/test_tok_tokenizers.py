@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 from ulmfit.artefacts import SPM_MODEL
-from ulmfit.paths import data_root
-from ulmfit.text import rules, tokenizers
+from locations import data_root
+from ulmfit.text import rules, spacy_encoder, tokenizers
+from ulmfit.text.chunks import IdTranslator
 from ulmfit.text.readers import read_documents
 from ulmfit.text.special import BOS_ID, SPECIAL_TOKENS, UNK_ID
-from ulmfit.text.tokenizers import (
-    SPACY_PRE_RULES, IdTranslator, SpacyEncoder, TokenizerSettings, Tokenizer, make_spacy_tokenizer,
-    train_sentencepiece,
-)
+from ulmfit.text.spacy_encoder import SpacyEncoder, make_spacy_tokenizer
+from ulmfit.text.tokenizers import SPACY_PRE_RULES, TokenizerSettings, Tokenizer, train_sentencepiece
 from ulmfit.text.vocab import Vocab
 
 DATA = data_root()
@@ -76,7 +75,7 @@ def test_plain_word_shortcut_splits_like_spacy(encoder):
 def test_encoder_output_does_not_depend_on_chunking_or_memo_resets(monkeypatch):
     texts = TRICKY * 3
     expected = [reference_tokens(t) for t in texts]
-    monkeypatch.setattr(tokenizers, "MAX_MEMO_SPANS", 5)
+    monkeypatch.setattr(spacy_encoder, "MAX_MEMO_SPANS", 5)
     small_memo = SpacyEncoder(TokenizerSettings())
     got = [doc for i in range(0, len(texts), 2) for doc in encoded_tokens(small_memo, texts[i:i + 2])]
     assert got == expected
@@ -143,7 +142,8 @@ def sp_folder(tmp_path_factory):
     settings = TokenizerSettings.create("sentencepiece", "en", "unigram", 120)
     train_sentencepiece(SP_TEXTS, folder, settings, sample_sentences=1000, threads=1)
     encoder = tokenizers.SentencePieceEncoder(settings, folder / SPM_MODEL)
-    Tokenizer(settings, encoder.vocab(), folder).save(folder)
+    settings.save(folder)
+    encoder.vocab().save(folder)
     return folder
 
 

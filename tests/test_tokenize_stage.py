@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ulmfit.errors import UlmfitError
-from ulmfit.paths import REPO_ROOT, data_root
+from locations import REPO_ROOT, data_root
 from ulmfit.stages import tokenize as stage
 from ulmfit.stages.tokenize import tokenize
 from ulmfit.text.corpus import load_classes, load_split

@@ -15,9 +15,9 @@ from ulmfit.training import Callback, RepeatedPasses, Trainer, make_optimizer, p
 
 from toy import resume_matches, toy_trainer
 
-HOOKS = ["on_fit_start", "on_epoch_start", "on_batch_start", "after_forward", "after_loss",
-         "before_backward", "after_backward", "before_step", "after_step", "on_eval_start", "on_eval_end",
-         "on_epoch_end", "on_fit_end"]
+HOOKS = ["before_fit", "before_epoch", "before_batch", "after_forward", "after_loss",
+         "before_backward", "after_backward", "before_step", "after_step", "before_eval", "after_eval",
+         "after_epoch", "after_fit"]
 
 
 class Recorder(Callback):
@@ -48,7 +48,7 @@ class InterruptAt(Callback):
     def __init__(self, step):
         self.step = step
 
-    def on_batch_start(self, trainer):
+    def before_batch(self, trainer):
         if trainer.training and trainer.step == self.step:
             raise Interrupt
 
@@ -83,12 +83,12 @@ def test_hooks_run_in_order_for_training_and_evaluation():
     trainer = tiny_lm_trainer(epochs=1, extra=[rec], max_steps=2)
     trainer.fit()
     names = [n for n, _ in rec.calls]
-    batch = ["on_batch_start", "after_forward", "after_loss", "before_backward", "after_backward", "before_step", "after_step"]
-    assert names[:2 + 2 * len(batch)] == ["on_fit_start", "on_epoch_start"] + batch * 2
+    batch = ["before_batch", "after_forward", "after_loss", "before_backward", "after_backward", "before_step", "after_step"]
+    assert names[:2 + 2 * len(batch)] == ["before_fit", "before_epoch"] + batch * 2
     eval_part = names[2 + 2 * len(batch):]
-    assert eval_part[0] == "on_eval_start" and eval_part[-3:] == ["on_eval_end", "on_epoch_end", "on_fit_end"]
-    assert set(eval_part[1:-3]) == {"on_batch_start", "after_forward", "after_loss"}
-    assert all(not training for n, training in rec.calls if n in ("on_eval_start", "on_eval_end"))
+    assert eval_part[0] == "before_eval" and eval_part[-3:] == ["after_eval", "after_epoch", "after_fit"]
+    assert set(eval_part[1:-3]) == {"before_batch", "after_forward", "after_loss"}
+    assert all(not training for n, training in rec.calls if n in ("before_eval", "after_eval"))
     assert trainer.step == 2 and len(trainer.history) == 1
 
 
@@ -202,7 +202,7 @@ def test_callbacks_run_by_order_then_as_given():
         def __init__(self, name, order):
             self.name, self.order = name, order
 
-        def on_fit_start(self, trainer):
+        def before_fit(self, trainer):
             seen.append(self.name)
 
     toy_trainer([Named("late", 10), Named("a", 0), Named("early", -5), Named("b", 0)], epochs=1).fit()

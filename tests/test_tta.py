@@ -7,7 +7,7 @@ import torch
 from ulmfit import cli
 from ulmfit.classifier.tta import augmented_copy, tta_probs
 from ulmfit.errors import UlmfitError
-from ulmfit.paths import data_root
+from locations import data_root
 from ulmfit.classifier.predict import predict_probs
 from ulmfit.stages.classify import load_classifier, train
 from ulmfit.stages.infer import evaluate, predict

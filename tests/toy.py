@@ -68,7 +68,7 @@ class CrashAt(Callback):
     def __init__(self, step: int):
         self.step = step
 
-    def on_batch_start(self, trainer: Trainer) -> None:
+    def before_batch(self, trainer: Trainer) -> None:
         if trainer.training and trainer.step == self.step:
             raise Crash
 
@@ -94,9 +94,9 @@ class WeightLog(Callback):
     """The model's weights at the start and after every real step, during evaluation, and after it."""
 
     def __init__(self):
-        self.steps, self.evaluated, self.after_eval = [], [], []
+        self.steps, self.evaluated, self.at_epoch_end = [], [], []
 
-    def on_fit_start(self, trainer):
+    def before_fit(self, trainer):
         self.steps.append(snapshot(trainer.model))
 
     def after_step(self, trainer):
@@ -107,8 +107,8 @@ class WeightLog(Callback):
         if not trainer.training:
             self.evaluated.append(snapshot(trainer.model))
 
-    def on_epoch_end(self, trainer):
-        self.after_eval.append(snapshot(trainer.model))
+    def after_epoch(self, trainer):
+        self.at_epoch_end.append(snapshot(trainer.model))
 
 
 def assert_weights(actual: dict, expected: dict, atol: float = 1e-6) -> None:

@@ -121,8 +121,9 @@ DEFAULT_LOWSHOT = ("100", "200", "500", "1000", ALL)
 
 # The tricks table's trick rows, in the order of the published table (docs/results/trec6-cpu), so a
 # rerun fills the same row numbers: every classifier trick of `ulmfit tricks` (tests check this) but
-# pseudo_label, which needs unlabelled questions: the lowshot table's pseudo rows run it.
-DEFAULT_TRICKS = ("label_smoothing", "ema(decay=0.99)", "fgm", "rdrop", "eda", "swa", "focal", "accumulate",
+# pseudo_label, which needs unlabelled questions: the lowshot table's pseudo rows run it; and
+# gradient accumulation, a trick in earlier versions, as its train option (an entry starting with --).
+DEFAULT_TRICKS = ("label_smoothing", "ema(decay=0.99)", "fgm", "rdrop", "eda", "swa", "focal", "--accumulate=2",
                   "lookahead", "pgd", "sharpen")
 # The tricks table's option rows (train options joined by commas): schedules with warmup, LAMB,
 # the default at a higher rate, in float32.
@@ -154,15 +155,20 @@ def row_name(text: str) -> str:
 
 def tricks_rows(tricks: tuple[str, ...], options: tuple[str, ...]) -> tuple[Row, ...]:
     """The default classifier (00-baseline), the same evaluated with test-time augmentation
-    (20-tta4), with each trick spec (01-...; a comma combines tricks in one row), and with each
-    entry of train options joined by commas (21-...)."""
+    (20-tta4), with each trick spec (01-...; a comma combines tricks in one row; an entry starting
+    with -- is train options instead), and with each entry of train options joined by commas (21-...)."""
     baseline = Row(0, "baseline")
     tta = Row(20, f"tta{TTA_PASSES}", copy_of=baseline.folder, evaluate=("--tta", str(TTA_PASSES)))
-    with_tricks = (Row(i, row_name(spec.replace(",", "+")), train=("--tricks", spec))
+    with_tricks = (options_row(i, spec) if spec.startswith("--") else
+                   Row(i, row_name(spec.replace(",", "+")), train=("--tricks", spec))
                    for i, spec in enumerate(tricks, 1))
-    with_options = (Row(20 + i, row_name(re.sub(r"^--", "", entry).replace(",--", "_")), train=tuple(entry.split(",")))
-                    for i, entry in enumerate(options, 1))
+    with_options = (options_row(20 + i, entry) for i, entry in enumerate(options, 1))
     return (baseline, tta, *with_tricks, *with_options)
+
+
+def options_row(order: int, entry: str) -> Row:
+    """A row of train options joined by commas (``--optimizer=lamb,--lr=0.1``), named after them."""
+    return Row(order, row_name(re.sub(r"^--", "", entry).replace(",--", "_")), train=tuple(entry.split(",")))
 
 
 def tables(lowshot: tuple[str, ...] = DEFAULT_LOWSHOT, tricks: tuple[str, ...] = DEFAULT_TRICKS,

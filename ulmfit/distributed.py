@@ -10,7 +10,7 @@ Why gradients are averaged here with one ``all_reduce`` per step instead of by
 ``DistributedDataParallel``: DDP builds its gradient buckets once, from the parameters that
 require gradients when it is wrapped, and reduces during every backward. Here gradual unfreezing
 changes ``requires_grad`` between epochs, tricks call backward several times per step (FGM, PGD,
-R-Drop) or skip steps to accumulate (``accumulate``), and callbacks reach into the model
+R-Drop) or skip steps to accumulate (``--accumulate``), and callbacks reach into the model
 (``model.layer_groups()``, ``model.encoder``). Reducing once, after the last backward of a step,
 over the parameters that then require gradients, is right in all of these cases without
 rebuilding a wrapper or ``no_sync`` contexts; the price is that communication does not overlap
@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .errors import UlmfitError
 
-RANK_KEYS = ("epoch_sums", "rng", "callbacks")  # checkpoint entries that differ between ranks
+RANK_KEYS = ("epoch_sums", "rng", "callbacks", "accumulated")  # checkpoint entries that differ between ranks
 
 
 def launched() -> bool:

@@ -28,7 +28,7 @@ class LMWindows(Callback):
         self.state = None        # carried across training windows
         self.eval_state = None   # carried across evaluation windows
 
-    def on_batch_start(self, trainer: Trainer) -> None:
+    def before_batch(self, trainer: Trainer) -> None:
         if trainer.training:
             if trainer.batch_index == 0:
                 self.state = None
@@ -45,14 +45,14 @@ class LMWindows(Callback):
         else:
             self.eval_state = state
 
-    def on_eval_start(self, trainer: Trainer) -> None:
+    def before_eval(self, trainer: Trainer) -> None:
         self.eval_state = None
 
-    def on_eval_end(self, trainer: Trainer) -> None:
+    def after_eval(self, trainer: Trainer) -> None:
         self.eval_state = None
         trainer.eval_metrics["ppl"] = perplexity(trainer.eval_metrics["loss"])
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def after_epoch(self, trainer: Trainer) -> None:
         trainer.metrics["train_ppl"] = perplexity(trainer.metrics["train_loss"])
 
     def state_dict(self) -> dict:
@@ -90,7 +90,7 @@ class ValidationCurve(Callback):
         self.train_s, self.tokens, self.points = 0.0, 0, []
         self.clock = time.perf_counter()
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def before_epoch(self, trainer: Trainer) -> None:
         self.clock = time.perf_counter()
 
     def after_step(self, trainer: Trainer) -> None:
@@ -101,7 +101,7 @@ class ValidationCurve(Callback):
             self.record(trainer)
         self.clock = time.perf_counter()
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def after_fit(self, trainer: Trainer) -> None:
         self.record(trainer)
 
     def record(self, trainer: Trainer) -> None:

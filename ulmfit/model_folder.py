@@ -11,7 +11,6 @@ with the stages because the answer depends only on which files the folder holds.
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import Callable
@@ -22,7 +21,7 @@ from torch import Tensor, nn
 from .artefacts import CLASSES, CONFIG, LAST_CHECKPOINT, SPM_MODEL, TOKENIZER, VOCAB
 from .config import config_to_dict, load_config, save_config
 from .errors import UlmfitError
-from .files import atomic_path, read_json
+from .files import atomic_path, copy_file, read_json
 from .outdir import unknown_files
 from .text.corpus import load_classes
 from .text.vocab import Vocab
@@ -138,8 +137,7 @@ def copy_tokenizer_files(src: Path, dst: Path) -> None:
     """Copy ``vocab.json``, ``tokenizer.json`` (and ``spm.model`` if any) from ``src`` to ``dst``."""
     for name in (VOCAB, TOKENIZER, SPM_MODEL):
         if (src / name).exists():
-            with atomic_path(dst / name) as tmp:
-                shutil.copyfile(src / name, tmp)
+            copy_file(src / name, dst / name)
         elif name != SPM_MODEL:
             raise UlmfitError(f"{src / name}: file not found")
 

@@ -2,24 +2,29 @@
 
 :class:`Trainer` runs epochs of batches and owns checkpoints, logs and resume; everything specific
 to a task or a training trick is a :class:`Callback` that reads and changes the trainer's state at
-named hook points. A training batch goes through::
+named hook points, ``before_*``/``after_*``. A run goes ``before_fit -> [before_epoch -> batches
+-> before_eval -> evaluation batches -> after_eval -> after_epoch] x epochs -> after_fit``, and a
+training batch through::
 
-    on_batch_start -> forward -> after_forward -> loss -> after_loss -> before_backward
+    before_batch -> forward -> after_forward -> loss -> after_loss -> before_backward
     -> backward -> after_backward -> before_step -> [clip -> optimizer step -> zero grads]
     -> after_step
 
-and an evaluation batch through ``on_batch_start``, ``after_forward`` and ``after_loss`` only
+and an evaluation batch through ``before_batch``, ``after_forward`` and ``after_loss`` only
 (``trainer.training`` tells which). In training, the forward, the loss and the hooks between them
 run under the run's precision (autocast for bf16/fp16, see :mod:`ulmfit.precision`); backward and
-step run outside it. Evaluation is always float32, so validation losses compare across precisions. Callbacks may replace ``trainer.inputs`` (before the forward),
-``trainer.output`` or ``trainer.loss``, scale the learning rates set for the batch, set
-``trainer.skip_step`` in ``before_step`` (gradients then keep accumulating into the next batch)
-or ``trainer.stop_training`` anywhere. Callbacks run in ascending ``order`` (stable), so a trick
-that must see the final loss (loss scaling) sorts after those that add to it.
+step run outside it. Evaluation is always float32, so validation losses compare across
+precisions. Callbacks may replace ``trainer.inputs`` (before the forward), ``trainer.output`` or
+``trainer.loss``, scale the learning rates set for the batch, set ``trainer.skip_step`` in
+``before_step`` (gradients then keep accumulating into the next batch) or
+``trainer.stop_training`` anywhere. Callbacks run in the order given unless one states an
+``order`` (ascending, stable) because it must run before or after others at the same hook.
 
-``trainer.backward(loss)`` backpropagates a loss (scaled under fp16); tricks that add a loss call it
-too, and gradient accumulation wraps it. Under fp16 the gradients are unscaled before clipping and
-a step whose gradients overflowed is skipped (a GradScaler, saved in checkpoints).
+``trainer.backward(loss)`` backpropagates a loss; tricks that add a loss call it too. The trainer
+owns the two things that change every backward and step: precision (under fp16 the loss is
+scaled, the gradients unscaled before clipping and a step whose gradients overflowed is skipped;
+a GradScaler, saved in checkpoints) and gradient accumulation (``accumulate`` batches per
+optimizer step, every loss divided by the size of its group, see :func:`accumulation_group`).
 ``export_weights`` lets a callback choose the weights that are evaluated and saved as the best
 (e.g. an exponential average).
 
@@ -31,8 +36,8 @@ Under torchrun (:mod:`ulmfit.distributed`) every rank runs this loop on its shar
 gradients are averaged over the ranks before each step, evaluation and epoch sums are summed over
 them, and rank 0 alone writes files and shows progress.
 
-One module of ~440 lines on purpose: the loop, checkpoints, resume and precision handling read and
-write the same trainer state; the task- and trick-specific parts are already callbacks elsewhere.
+One module of ~500 lines on purpose: the loop, checkpoints, resume, precision and accumulation
+read and write the same trainer state; the task- and trick-specific parts are already callbacks elsewhere.
 """
 from __future__ import annotations
 
@@ -105,6 +110,15 @@ def passes_for(min_steps: int, epochs: int, batches_per_pass: int) -> int:
     return max(1, math.ceil(min_steps / (epochs * batches_per_pass)))
 
 
+def accumulation_group(batch_index: int, n_batches: int, steps: int, batches_left: int) -> tuple[int, int]:
+    """``[start, end)``: the batches of the epoch whose gradients are summed into one step with
+    batch ``batch_index``'s. Groups of ``steps`` batches from the start of the epoch; the last one
+    ends with the epoch, or with the run (``batches_left`` counts this batch too), so that no
+    gradient is left behind."""
+    start = batch_index - batch_index % steps
+    return start, min(start + steps, n_batches, batch_index + batches_left)
+
+
 class Callback:
     """Base class: override the hooks you need; each receives the trainer and may change it.
 
@@ -114,19 +128,19 @@ class Callback:
 
     order: int = 0  # callbacks run in ascending order; ties keep the order they were given in
 
-    def on_fit_start(self, trainer: "Trainer") -> None: ...
-    def on_epoch_start(self, trainer: "Trainer") -> None: ...
-    def on_batch_start(self, trainer: "Trainer") -> None: ...
+    def before_fit(self, trainer: "Trainer") -> None: ...
+    def before_epoch(self, trainer: "Trainer") -> None: ...
+    def before_batch(self, trainer: "Trainer") -> None: ...
     def after_forward(self, trainer: "Trainer") -> None: ...
     def after_loss(self, trainer: "Trainer") -> None: ...
     def before_backward(self, trainer: "Trainer") -> None: ...
     def after_backward(self, trainer: "Trainer") -> None: ...
     def before_step(self, trainer: "Trainer") -> None: ...
     def after_step(self, trainer: "Trainer") -> None: ...
-    def on_eval_start(self, trainer: "Trainer") -> None: ...
-    def on_eval_end(self, trainer: "Trainer") -> None: ...
-    def on_epoch_end(self, trainer: "Trainer") -> None: ...
-    def on_fit_end(self, trainer: "Trainer") -> None: ...
+    def before_eval(self, trainer: "Trainer") -> None: ...
+    def after_eval(self, trainer: "Trainer") -> None: ...
+    def after_epoch(self, trainer: "Trainer") -> None: ...
+    def after_fit(self, trainer: "Trainer") -> None: ...
 
     def export_weights(self, trainer: "Trainer", state: dict) -> dict:
         """The weights to save as the best (``state`` is the model's, or the previous callback's)."""
@@ -182,8 +196,8 @@ class Trainer:
         training (False while evaluating); batch, inputs, target, output, loss (current batch);
         skip_step, stop_training (flags callbacks may set);
         eval_metrics (dict filled while evaluating: ``loss``, plus what callbacks add in
-        ``on_eval_end``); metrics (this epoch's log entry, callbacks may add to it in
-        ``on_epoch_end``); history (all epochs' entries); best (best monitored value so far).
+        ``after_eval``); metrics (this epoch's log entry, callbacks may add to it in
+        ``after_epoch``); history (all epochs' entries); best (best monitored value so far).
 
     Args:
         model: called as ``model(*batch.inputs)``.
@@ -205,6 +219,11 @@ class Trainer:
             passed since the last save (None: only after epochs; 0: after every batch).
         progress: show a progress bar on stderr (once a minute when not a terminal) and a line per epoch.
         precision: fp32, bf16 or fp16 (see :mod:`ulmfit.precision`); fp16 scales the loss.
+        accumulate: batches per optimizer step (gradient accumulation). The optimizer steps at
+            the last batch of each group (:func:`accumulation_group`) on the mean gradient over
+            the group's batches, as one large batch would; reported losses stay per batch, and
+            ``max_steps`` and the schedule still count batches. Gradients summed so far go into
+            checkpoints, so a run resumed inside a group ends exactly as an uninterrupted one.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor],
@@ -213,7 +232,8 @@ class Trainer:
                  valid_data: BatchSource | None = None, epochs: int = 1, max_steps: int | None = None,
                  clip: float | None = None, out_dir: str | Path | None = None,
                  device: torch.device | str = "cpu", monitor: str = "valid_loss",
-                 checkpoint_interval_s: float | None = None, progress: bool = True, precision: str = "fp32"):
+                 checkpoint_interval_s: float | None = None, progress: bool = True, precision: str = "fp32",
+                 accumulate: int = 1):
         self.model, self.loss_fn, self.optimizer, self.schedule = model, loss_fn, optimizer, schedule
         self.callbacks = sorted(callbacks, key=lambda cb: cb.order)
         self.train_data, self.valid_data = train_data, valid_data
@@ -226,6 +246,10 @@ class Trainer:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.precision = precision
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        if not isinstance(accumulate, int) or accumulate < 1:
+            raise ValueError(f"accumulate must be a positive integer, got {accumulate!r}")
+        self.accumulate = accumulate
+        self.group = (0, 1)  # the training batches whose gradients go into this batch's step
         for group in optimizer.param_groups if optimizer is not None else ():
             group.setdefault("base_lr", group["lr"])
         self.epoch = self.batch_index = self.step = self.n_batches = 0
@@ -243,17 +267,17 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train (or continue from ``out_dir/last.pt`` when ``resume``); returns the history."""
+        self.optimizer.zero_grad(set_to_none=True)
         if resume:
             self.load_checkpoint(self._path(LAST_CHECKPOINT))
         total = sum(self.train_data.n_batches(e) for e in range(self.epochs))
         self.total_steps = min(total, self.max_steps) if self.max_steps is not None else total
         self.stop_training = False
-        self.optimizer.zero_grad(set_to_none=True)
-        self._call("on_fit_start")
+        self._call("before_fit")
         while self.epoch < self.epochs and self.step < self.total_steps and not self.stop_training:
             self._train_epoch()
             self._end_epoch()
-        self._call("on_fit_end")
+        self._call("after_fit")
         return self.history
 
     @torch.no_grad()
@@ -263,7 +287,7 @@ class Trainer:
         self.model.eval()
         self.training = False
         self.eval_metrics = {}
-        self._call("on_eval_start")
+        self._call("before_eval")
         loss_sum, count = torch.zeros((), dtype=torch.float64, device=self.device), 0
         for batch in data.batches(0):
             self._forward(batch)
@@ -271,13 +295,17 @@ class Trainer:
             count += self.target.numel()
         loss_sum, count = distributed.sum_across(loss_sum, count)  # the whole set, over all ranks
         self.eval_metrics["loss"] = float(loss_sum) / max(count, 1)
-        self._call("on_eval_end")
+        self._call("after_eval")
         self.model.train(was_training[0])
         self.training = was_training[1]
         return dict(self.eval_metrics)
 
     def backward(self, loss: Tensor) -> None:
-        """Backpropagate ``loss`` (scaled under fp16); tricks that add a loss call this too."""
+        """Backpropagate ``loss`` as its share of the accumulation group's mean (scaled under fp16);
+        tricks that add a loss call this too."""
+        start, end = self.group
+        if end - start > 1:
+            loss = loss / (end - start)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
     def exported_weights(self) -> dict[str, Tensor]:
@@ -300,6 +328,7 @@ class Trainer:
             "history": self.history, "best": self.best, "rng": rng,
             "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
             "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "accumulated": self._accumulated_state(),
         })
 
     def load_checkpoint(self, path: Path) -> None:
@@ -321,6 +350,7 @@ class Trainer:
             torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng"]["cuda"]])
         for i, cb in enumerate(self.callbacks):
             cb.load_state_dict(ckpt["callbacks"].get(self._callback_key(i, cb), {}))
+        self._load_accumulated_state(ckpt.get("accumulated", {}))
         if self.scaler is not None and ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
 
@@ -330,7 +360,7 @@ class Trainer:
         self.model.train()
         self.training = True
         self.n_batches = self.train_data.n_batches(self.epoch)
-        self._call("on_epoch_start")
+        self._call("before_epoch")
         total = min(self.n_batches, self.batch_index + self.total_steps - self.step)  # max_steps may end it early
         bar = progress_bar(self.progress, total=total, initial=self.batch_index,
                            desc=f"epoch {self.epoch + 1}/{self.epochs}", leave=False)
@@ -355,7 +385,7 @@ class Trainer:
         """The part shared by training and evaluation: batch -> output -> loss."""
         self.batch = batch.to(self.device)
         self.inputs, self.target = self.batch.inputs, self.batch.target
-        self._call("on_batch_start")
+        self._call("before_batch")
         with autocast(self.precision if self.training else "fp32", self.device):
             self.output = self.model(*self.inputs)
             self._call("after_forward")
@@ -368,6 +398,8 @@ class Trainer:
             self._call("after_loss")
 
     def _train_batch(self, batch: Batch) -> None:
+        self.group = accumulation_group(self.batch_index, self.n_batches, self.accumulate,
+                                        self.total_steps - self.step)
         multiplier = self.schedule(self.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * multiplier
@@ -375,7 +407,7 @@ class Trainer:
         self._call("before_backward")
         self.backward(self.loss)
         self._call("after_backward")
-        self.skip_step = False
+        self.skip_step = self.batch_index + 1 < self.group[1]  # inside a group: accumulate
         self._call("before_step")
         if not self.skip_step:
             self._optimizer_step()
@@ -413,7 +445,7 @@ class Trainer:
             "time_s": sums["seconds"] + time.perf_counter() - eval_start,
             "lr": self.optimizer.param_groups[-1]["lr"],
         }
-        self._call("on_epoch_end")
+        self._call("after_epoch")
         self.history.append(self.metrics)
         improved = self.valid_data is not None and self.metrics[self.monitor] < self.best
         if improved:
@@ -434,6 +466,17 @@ class Trainer:
     def _call(self, hook: str) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self)
+
+    def _accumulated_state(self) -> dict:
+        """Gradients summed since the last step, and the targets they cover (empty right after a step)."""
+        if not self._step_targets:
+            return {}
+        return {"grads": [p.grad for p in self.model.parameters()], "targets": self._step_targets}
+
+    def _load_accumulated_state(self, state: dict) -> None:
+        for p, grad in zip(self.model.parameters(), state.get("grads", [])):
+            p.grad = grad
+        self._step_targets = state.get("targets", 0)
 
     def _reset_epoch_sums(self) -> None:
         self._sums = {"loss": torch.zeros((), dtype=torch.float64, device=self.device),

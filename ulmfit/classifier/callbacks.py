@@ -22,7 +22,7 @@ class Accuracy(Callback):
     def __init__(self) -> None:
         self.correct = self.total = 0
 
-    def on_eval_start(self, trainer: Trainer) -> None:
+    def before_eval(self, trainer: Trainer) -> None:
         self.correct = self.total = 0
 
     def after_loss(self, trainer: Trainer) -> None:
@@ -30,7 +30,7 @@ class Accuracy(Callback):
             self.correct += int((trainer.output.argmax(-1) == trainer.target).sum())
             self.total += trainer.target.numel()
 
-    def on_eval_end(self, trainer: Trainer) -> None:
+    def after_eval(self, trainer: Trainer) -> None:
         self.correct, self.total = distributed.sum_across(self.correct, self.total)  # over all ranks
         accuracy = self.correct / max(self.total, 1)
         trainer.eval_metrics.update(accuracy=accuracy, error=1.0 - accuracy)
@@ -47,9 +47,9 @@ class GradualUnfreezing(Callback):
         self.groups = groups
         self.trainable = len(groups)
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def before_epoch(self, trainer: Trainer) -> None:
         self.trainable = gradual_unfreezing_schedule(len(self.groups), trainer.epoch)
         set_trainable_groups(self.groups, self.trainable)
 
-    def on_epoch_end(self, trainer: Trainer) -> None:
+    def after_epoch(self, trainer: Trainer) -> None:
         trainer.metrics["trainable_groups"] = self.trainable

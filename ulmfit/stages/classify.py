@@ -131,7 +131,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
           max_tokens: int | None = None, optimizer: str | None = None, lr: float | None = None,
           bs: int | None = None, drop_mult: float | None = None,
           seed: int | None = None, max_train: int | None = None, tricks: str | Sequence[str] | None = None,
-          resume: bool = False, device: str = "auto", precision: str = "auto") -> dict:
+          resume: bool = False, device: str = "auto", precision: str = "auto",
+          accumulate: int | None = None) -> dict:
     """Train a text classifier on a fine-tuned language model's encoder (ULMFiT stage 3).
 
     Gradual unfreezing (the head alone in the first epoch, one more layer group in each next
@@ -177,6 +178,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
         device: "cpu", "cuda" or "auto" (cuda if available).
         precision: of training: auto (bf16 where the device computes it natively, else fp32), fp32,
             bf16 or fp16 (GPU only). Evaluation and prediction run in fp32.
+        accumulate: batches per optimizer step (gradient accumulation): each step follows the mean
+            gradient of this many batches, as one batch that many times larger would (default 1).
 
     Returns:
         The run's summary, as written to metrics.json.
@@ -240,7 +243,7 @@ def plan_train(options: Mapping[str, Any]) -> ClassifierPlan:
     dev = resolve_device(o.device)
     fields = preset_options(preset, "classifier", epochs=o.epochs, max_steps=o.max_steps, min_steps=o.min_steps,
                             schedule=o.schedule, lr=o.lr, optimizer=o.optimizer, bs=o.bs, seed=o.seed, max_train=o.max_train,
-                            max_tokens=o.max_tokens)
+                            max_tokens=o.max_tokens, accumulate=o.accumulate)
     cfg = ClassifierConfig(**fields, preset=preset, model=model_cfg, data=str(data_dir),
                            encoder=str(o.encoder) if o.encoder else None,
                            from_scratch=o.from_scratch, backwards=o.backwards,
@@ -292,8 +295,8 @@ def _fit(plan: ClassifierPlan, out_dir: Path, train_data: ClassificationData, va
     parts = classifier_parts(plan, train_data)
     trainer = Trainer(parts.model, parts.loss_fn, parts.optimizer, parts.schedule, parts.callbacks,
                       train_data=parts.train_data, valid_data=valid_data, epochs=cfg.epochs, max_steps=cfg.max_steps,
-                      clip=cfg.clip, out_dir=out_dir, device=plan.device, monitor="valid_error",
-                      checkpoint_interval_s=CHECKPOINT_INTERVAL_S, precision=cfg.precision)
+                      out_dir=out_dir, device=plan.device, monitor="valid_error",
+                      checkpoint_interval_s=CHECKPOINT_INTERVAL_S, **cfg.trainer_options())
     history = trainer.fit(resume=resume)
     if not history:
         raise UlmfitError("the run trained no epoch (epochs or max_steps is 0)")

@@ -16,6 +16,7 @@ from ..errors import UlmfitError
 from ..model.awd_lstm import AWDLSTMConfig
 from ..presets import preset_values
 from ..schedules import Schedule, default_arg, discriminative_lrs, make_schedule, stlr
+from ..tricks import RETIRED_TRICKS
 from ..training import BatchSource, Callback, RepeatedPasses, make_optimizer, optimizer_class, passes_for
 
 
@@ -46,18 +47,31 @@ class TrainConfig:
     tricks: dict = field(default_factory=dict)  # {name: {parameter: value}}, see ulmfit.tricks
     seed: int = 0
     precision: str = "fp32"             # as resolved for the run (see ulmfit.precision)
+    accumulate: int = 1                 # batches per optimizer step (gradient accumulation)
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):  # loaded from JSON
             self.model = config_from_dict(AWDLSTMConfig, self.model, source="config model")
-        if "amp" in self.tricks:  # a run from before --precision, when mixed precision was the trick "amp"
-            self.tricks = dict(self.tricks)
-            self.precision = self.tricks.pop("amp").get("dtype", "bf16")
+        self._options_from_retired_tricks()
         self.betas = tuple(self.betas)
         if self.min_steps < 0:
             raise UlmfitError(f"min_steps must be at least 0, got {self.min_steps}")
+        if not isinstance(self.accumulate, int) or self.accumulate < 1:
+            raise UlmfitError(f"accumulate must be a positive integer, got {self.accumulate!r}")
         optimizer_class(self.optimizer)
         self.make_schedule()  # an unknown name fails before any work
+
+    def _options_from_retired_tricks(self) -> None:
+        """A run from before ``--precision``/``--accumulate`` named them as tricks: its config loads
+        with the trick's parameter as the option's value."""
+        for name, (option, parameter, default) in RETIRED_TRICKS.items():
+            if name in self.tricks:
+                self.tricks = dict(self.tricks)
+                setattr(self, option, self.tricks.pop(name).get(parameter, default))
+
+    def trainer_options(self) -> dict[str, Any]:
+        """The Trainer's arguments that the config decides, besides the length of the run."""
+        return {"clip": self.clip, "precision": self.precision, "accumulate": self.accumulate}
 
     def make_optimizer(self, groups: Sequence[Sequence[nn.Parameter]],
                        disc_factor: float | None = None) -> torch.optim.Optimizer:

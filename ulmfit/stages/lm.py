@@ -65,7 +65,7 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
              seed: int | None = None, backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
              optimizer: str | None = None, tricks: str | Sequence[str] | None = None, resume: bool = False,
              device: str = "auto", precision: str = "auto", softmax_cutoffs: int | Sequence[int] | None = None,
-             curve_every_s: float | None = None) -> dict:
+             curve_every_s: float | None = None, accumulate: int | None = None) -> dict:
     """Train a language model from scratch on a tokenized corpus (e.g. Wikipedia).
 
     Options left out take the preset's value (``ulmfit.presets``).
@@ -89,7 +89,7 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
             or warmup_cosine (these rise linearly from 0 over the first 10% of the steps).
         optimizer: adamw (default), adam or lamb (Adam's step rescaled per tensor by ||w|| / ||step||;
             its steps are relative to the weights' norms, so it wants a larger --lr than Adam).
-        tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
+        tricks: training tricks with their parameters, e.g. "ema(decay=0.999)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
         precision: auto (bf16 where the device computes it natively, else fp32), fp32, bf16 or
@@ -99,6 +99,8 @@ def pretrain(data: str, out: str, preset: str = LMTrainConfig.preset, epochs: in
             vocabulary is frequency-sorted); 0 for a full softmax.
         curve_every_s: every this many seconds of training, write the validation perplexity on the
             first 100,000 tokens of the valid split to curve.jsonl (a learning curve against time).
+        accumulate: batches per optimizer step (gradient accumulation): each step follows the mean
+            gradient of this many batches, as one batch that many times larger would (default 1).
 
     Returns:
         The run's summary, as written to metrics.json.
@@ -112,7 +114,7 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
              seed: int | None = None, backwards: bool = LMTrainConfig.backwards, schedule: str | None = None,
              optimizer: str | None = None, no_discriminative: bool = False, max_train: int | None = None,
              tricks: str | Sequence[str] | None = None, resume: bool = False, device: str = "auto",
-             precision: str = "auto") -> dict:
+             precision: str = "auto", accumulate: int | None = None) -> dict:
     """Fine-tune a pretrained language model on the target corpus (ULMFiT stage 2).
 
     The pretrained embedding and decoder rows are mapped onto the target vocabulary (known
@@ -145,11 +147,13 @@ def finetune(pretrained: str, data: str, out: str, epochs: int | None = None,
         max_train: low-shot (supervised ULMFiT): read only the text of the labelled documents that
             ``ulmfit train --max_train N`` with the same seed trains on, and validate on the
             classifier's validation documents.
-        tricks: training tricks with their parameters, e.g. "accumulate(steps=2)"; ``ulmfit tricks`` lists them.
+        tricks: training tricks with their parameters, e.g. "ema(decay=0.999)"; ``ulmfit tricks`` lists them.
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
         precision: auto (bf16 where the device computes it natively, else fp32), fp32, bf16 or
             fp16 (GPU only); losses and AR/TAR are float32 in every case.
+        accumulate: batches per optimizer step (gradient accumulation): each step follows the mean
+            gradient of this many batches, as one batch that many times larger would (default 1).
 
     Returns:
         The run's summary, as written to metrics.json.
@@ -164,7 +168,7 @@ def plan_pretrain(options: Mapping[str, Any]) -> LMPlan:
     vocab = Vocab.load(data_dir)
     fields = preset_options(o.preset, "pretrain", epochs=o.epochs, max_steps=o.max_steps, min_steps=o.min_steps,
                             bs=o.bs, bptt=o.bptt, lr=o.lr, seed=o.seed, backwards=o.backwards, schedule=o.schedule,
-                            optimizer=o.optimizer)
+                            optimizer=o.optimizer, accumulate=o.accumulate)
     model_overrides = given_options(drop_mult=o.drop_mult)
     if o.softmax_cutoffs is not None:
         model_overrides["softmax_cutoffs"] = parse_cutoffs(o.softmax_cutoffs)
@@ -183,7 +187,8 @@ def plan_finetune(options: Mapping[str, Any]) -> LMPlan:
     check_direction(pre_dir, pre_cfg.backwards, o.backwards, "one", "pretrained model")
     fields = preset_options(pre_cfg.preset, "finetune", epochs=o.epochs,
                             max_steps=o.max_steps, min_steps=o.min_steps, bs=o.bs, bptt=o.bptt, lr=o.lr, seed=o.seed,
-                            backwards=o.backwards, schedule=o.schedule, optimizer=o.optimizer, max_train=o.max_train)
+                            backwards=o.backwards, schedule=o.schedule, optimizer=o.optimizer, max_train=o.max_train,
+                            accumulate=o.accumulate)
     if o.no_discriminative:
         fields["disc_factor"] = 1.0
     model_cfg = dataclasses.replace(pre_cfg.model, vocab_size=len(vocab), **given_options(drop_mult=o.drop_mult))
@@ -335,9 +340,9 @@ def _train(plan: LMPlan, out_dir: Path, resume: bool) -> dict:
         parts.callbacks.append(ValidationCurve(curve_data, cfg.curve_every_s, out_dir / CURVE))
     trainer = Trainer(parts.model, parts.loss_fn, parts.optimizer, parts.schedule, parts.callbacks,
                       train_data=parts.train_data,
-                      valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps, clip=cfg.clip,
+                      valid_data=valid_stream, epochs=cfg.epochs, max_steps=cfg.max_steps,
                       out_dir=out_dir, device=plan.device, checkpoint_interval_s=CHECKPOINT_INTERVAL_S,
-                      precision=cfg.precision)
+                      **cfg.trainer_options())
     history = trainer.fit(resume=resume)
     if not history and cfg.pretrained:  # fine-tuning of no steps: the mapped pretrained model as it is
         history = [untrained_log(trainer.evaluate(valid_stream))]

@@ -92,7 +92,7 @@ class LossRecorder(Callback):
     """Keeps each batch's loss (as the stage reports it: before penalties and tricks) and stops the
     run once the smoothed loss diverges."""
 
-    order = -1000
+    order = -1000  # records the loss in after_loss before any trick adds a penalty to it
 
     def __init__(self, diverge_factor: float):
         self.diverge_factor = diverge_factor
@@ -113,7 +113,7 @@ def sweep(parts: TrainingParts, top_lr: float, rates: np.ndarray, cfg, device, d
     passes = math.ceil(len(rates) / parts.train_data.n_batches(0))
     trainer = Trainer(parts.model, parts.loss_fn, parts.optimizer, lambda step, _: rates[step] / top_lr,
                       [*parts.callbacks, recorder], train_data=RepeatedPasses(parts.train_data, passes),
-                      epochs=1, max_steps=len(rates), clip=cfg.clip, device=device, precision=cfg.precision)
+                      epochs=1, max_steps=len(rates), device=device, **cfg.trainer_options())
     trainer.fit()
     return recorder.losses
 

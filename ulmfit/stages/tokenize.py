@@ -8,9 +8,9 @@ frequencies, and appends the ids to a temporary file per split. After the pass i
 vocabulary from the train counts and rewrites every split through one ``temporary -> final``
 lookup array. No split's token strings are ever held in memory; only the distinct ones are.
 
-One module of ~440 lines: the streaming pass, the worker pool and the staged replacement of the
-output folder share one run's state; moving the tokenizer-specific parts out belongs to the
-tokenizer split planned in issue 12 (not done yet).
+One module of ~440 lines on purpose: the streaming pass, the worker pool and the staged
+replacement of the output folder share one run's state; the tokenizers themselves are
+:mod:`ulmfit.text.tokenizers` and :mod:`ulmfit.text.spacy_encoder`.
 """
 from __future__ import annotations
 
@@ -30,15 +30,16 @@ from tqdm import tqdm
 from ..artefacts import CLASSES, CONFIG, METRICS, SPM_MODEL, TOKENIZER, VOCAB
 from ..config import config_to_dict, load_config, save_config
 from ..errors import UlmfitError
-from ..files import read_json, staging_dir, write_json
+from ..files import copy_file, read_json, staging_dir, write_json
 from ..outdir import unknown_files
 from ..progress import progress_bar
 from ..text import corpus
 from ..text.readers import DocumentSource, ReadOptions, read_options_from
 from ..text.special import UNK_ID
+from ..text.chunks import EncodedChunk, IdTranslator, TokenNumbering, fit_array
 from ..text.tokenizers import (
-    DEFAULT_SP_MODEL_TYPE, DEFAULT_SP_SAMPLE_SENTENCES, DEFAULT_SP_VOCAB_SIZE, SENTENCEPIECE, SPACY, EncodedChunk,
-    IdTranslator, TokenizerSettings, TokenNumbering, copy_file, fit_array, make_encoder, train_sentencepiece,
+    DEFAULT_SP_MODEL_TYPE, DEFAULT_SP_SAMPLE_SENTENCES, DEFAULT_SP_VOCAB_SIZE, SENTENCEPIECE, SPACY,
+    TokenizerSettings, make_encoder, train_sentencepiece,
 )
 from ..text.vocab import DEFAULT_MAX_VOCAB, DEFAULT_MIN_FREQ, Vocab
 

@@ -162,10 +162,6 @@ class SplitWriter:
         self._lengths.append(np.asarray(lengths, dtype=np.int64))
         self.n_tokens += len(ids)
 
-    @property
-    def n_docs(self) -> int:
-        return sum(len(x) for x in self._lengths)
-
     def finish(self, lookup: np.ndarray | None, labels: np.ndarray | None) -> TokenizedSplit:
         """Write ``{split}_ids.npy`` (through ``lookup`` if given), offsets and labels."""
         self._tmp.close()
@@ -184,7 +180,3 @@ class SplitWriter:
         if labels is not None:
             save_npy(labels_path(self.folder, self.split), np.asarray(labels, dtype=np.int64))
         return load_split(self.folder, self.split, mmap=True)
-
-    def discard(self) -> None:
-        self._tmp.close()
-        self._tmp_path.unlink(missing_ok=True)

@@ -22,6 +22,10 @@ Any single-file format may be compressed: ``.gz``, ``.bz2``, ``.xz`` (e.g. ``wik
 Documents that are empty or white space only are skipped and counted (``DocumentSource.empty``);
 an input with no document at all is an error. Text that does not decode with ``encoding``
 raises :class:`UlmfitError` naming the file and line.
+
+One module of ~420 lines on purpose: every format is a method of one :class:`DocumentSource`
+sharing its options, counters and error messages; the tar archive format itself is
+:mod:`ulmfit.text.tar`.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence
 
 from ..errors import UlmfitError
+from .tar import tar_files
 
 FORMATS = ("txt", "csv", "tsv", "jsonl", "trec", "folder", "tar")
 UNSUP_FOLDER = "unsup"
@@ -357,71 +362,6 @@ class _Guarded(io.BufferedIOBase):
         self._stream.close()
         self._raw.close()
         super().close()
-
-
-_BLOCK = 512
-_REGULAR_FILE, _PAX_HEADER, _GNU_LONG_NAME = (b"0", b"\0", b"7"), b"x", b"L"
-
-
-def tar_files(stream: BinaryIO, wanted, path) -> Iterator[tuple[str, bytes]]:
-    """``(name, content)`` of the regular files of a tar stream for which ``wanted(name)``.
-
-    A small reader for ustar, pax and GNU archives: the standard library's ``tarfile`` spends
-    most of its time parsing headers, which made reading aclImdb (100k files) the bottleneck.
-    """
-    long_name = None
-    while True:
-        header = stream.read(_BLOCK)
-        if len(header) < _BLOCK or not header.strip(b"\0"):
-            return  # end of archive (zero blocks); tar also tolerates a missing end marker
-        if sum(header) - sum(header[148:156]) + 8 * 32 != _octal(header[148:156], path):
-            raise UlmfitError(f"{path}: not a tar archive, or a damaged one (bad header checksum)")
-        size = _octal(header[124:136], path)
-        kind = header[156:157]
-        padded = -(-size // _BLOCK) * _BLOCK
-        if kind == _PAX_HEADER or kind == _GNU_LONG_NAME:
-            data = _read_exactly(stream, padded, path)[:size]
-            long_name = _pax_path(data) if kind == _PAX_HEADER else data.rstrip(b"\0").decode("utf-8", "replace")
-            continue
-        name = long_name or _tar_name(header)
-        long_name = None
-        if kind in _REGULAR_FILE and wanted(name):
-            yield name, _read_exactly(stream, padded, path)[:size]
-        else:
-            _read_exactly(stream, padded, path)
-
-
-def _tar_name(header: bytes) -> str:
-    name = header[0:100].split(b"\0", 1)[0]
-    if header[257:262] == b"ustar" and header[345]:
-        name = header[345:500].split(b"\0", 1)[0] + b"/" + name
-    return name.decode("utf-8", "replace")
-
-
-def _pax_path(records: bytes) -> str | None:
-    """The ``path`` of pax extended-header records (``"<length> key=value\n"`` each)."""
-    for record in records.split(b"\n"):
-        key, _, value = record.partition(b" ")[2].partition(b"=")
-        if key == b"path":
-            return value.decode("utf-8", "replace")
-    return None
-
-
-def _octal(field: bytes, path) -> int:
-    if field[0] & 0x80:  # GNU base-256 for large numbers
-        return int.from_bytes(field[1:], "big")
-    digits = field.strip(b" \0")
-    try:
-        return int(digits, 8) if digits else 0
-    except ValueError:
-        raise UlmfitError(f"{path}: not a tar archive, or a damaged one") from None
-
-
-def _read_exactly(stream: BinaryIO, size: int, path) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise UlmfitError(f"{path}: the archive ends in the middle of a file (truncated?)")
-    return data
 
 
 def split_archive_spec(spec: str) -> tuple[Path, str]:

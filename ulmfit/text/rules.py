@@ -144,6 +144,7 @@ POST_RULES: dict[str, Callable[[Sequence[str]], list[str]]] = {
 
 
 def apply_pre_rules(text: str, names: Sequence[str]) -> str:
+    """``text`` through the named pre-rules in order (every tokenizer and SentencePiece training)."""
     for name in names:
         text = PRE_RULES[name](text)
     return text

@@ -18,6 +18,9 @@ from ..errors import UlmfitError
 from ..training import Callback
 
 STAGES = ("lm", "classifier")
+# tricks of earlier versions that became training options: name -> (the option, the trick's
+# parameter that is its value, that parameter's default); their saved configs still load
+RETIRED_TRICKS = {"amp": ("precision", "dtype", "bf16"), "accumulate": ("accumulate", "steps", 2)}
 _REGISTRY: dict[str, type] = {}
 
 
@@ -56,6 +59,8 @@ def parse_tricks(spec: str | Sequence[str] | Mapping[str, Mapping[str, Any]] | N
     known = registry()
     resolved: dict[str, dict[str, Any]] = {}
     for name, params in items:
+        if name in RETIRED_TRICKS:
+            raise UlmfitError(f"{name!r} is no longer a trick; use the option --{RETIRED_TRICKS[name][0]}")
         if name not in known:
             raise UlmfitError(f"unknown trick {name!r}; choose from {', '.join(known)}")
         cls = known[name]

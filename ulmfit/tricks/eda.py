@@ -136,11 +136,11 @@ class EDAugment(Callback):
         self.p, self.alpha = p, alpha
         self.neighbours: np.ndarray | None = None
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def before_fit(self, trainer: Trainer) -> None:
         if self.neighbours is None:
             self.neighbours = nearest_neighbours(trainer.model.encoder.embedding.weight)
 
-    def on_batch_start(self, trainer: Trainer) -> None:
+    def before_batch(self, trainer: Trainer) -> None:
         if trainer.training:
             rng = np.random.default_rng([torch.initial_seed(), trainer.step])
             trainer.inputs = augment_batch(*trainer.inputs, rng, self.p, self.alpha, self.neighbours)

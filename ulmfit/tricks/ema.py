@@ -22,8 +22,8 @@ class EMAWeights(WeightAverage):
         super().__init__()
         self.decay = decay
 
-    def on_fit_start(self, trainer: Trainer) -> None:
-        super().on_fit_start(trainer)
+    def before_fit(self, trainer: Trainer) -> None:
+        super().before_fit(trainer)
         if self.average is None:  # else restored from a checkpoint
             self.average = {name: p.detach().clone() for name, p in float_parameters(trainer.model).items()}
 

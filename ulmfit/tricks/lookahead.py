@@ -25,7 +25,7 @@ class LookaheadWeights(Callback):
         self.slow: list[Tensor] = []
         self.steps = 0
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def before_fit(self, trainer: Trainer) -> None:
         self.params = [p for group in trainer.optimizer.param_groups for p in group["params"]]
         if not self.slow:  # not resumed
             self.slow = [p.detach().clone() for p in self.params]

@@ -67,8 +67,8 @@ class SWAWeights(WeightAverage):
         self.count = 0
         self.epochs = 1
 
-    def on_fit_start(self, trainer: Trainer) -> None:
-        super().on_fit_start(trainer)
+    def before_fit(self, trainer: Trainer) -> None:
+        super().before_fit(trainer)
         self.epochs = epochs_to_train(trainer)
 
     def after_step(self, trainer: Trainer) -> None:

@@ -49,8 +49,8 @@ class WeightAverage(Callback):
     -> tensor, e.g. BatchNorm statistics recomputed for the average; the model's own buffers are
     used for the others) once ``average`` exists; before that, the trained weights.
 
-    The average is swapped in at ``on_eval_start`` and the trained weights back at
-    ``on_eval_end``, so training never sees it. Subclasses fill ``average`` and ``buffers``.
+    The average is swapped in at ``before_eval`` and the trained weights back at
+    ``after_eval``, so training never sees it. Subclasses fill ``average`` and ``buffers``.
     """
 
     order = 100  # after tricks that change the weights in after_step, so the average sees the final ones
@@ -60,7 +60,7 @@ class WeightAverage(Callback):
         self.buffers: dict[str, Tensor] = {}
         self._swapped = ExitStack()
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def before_fit(self, trainer: Trainer) -> None:
         averaging = [type(cb).__name__ for cb in trainer.callbacks if isinstance(cb, WeightAverage)]
         if len(averaging) > 1:  # each would swap its own weights in over the other's
             raise UlmfitError(f"--tricks: {' and '.join(averaging)} both replace the evaluated and saved "
@@ -69,12 +69,12 @@ class WeightAverage(Callback):
     def averaged_weights(self) -> dict[str, Tensor]:
         return {**self.average, **self.buffers} if self.average is not None else {}
 
-    def on_eval_start(self, trainer: Trainer) -> None:
+    def before_eval(self, trainer: Trainer) -> None:
         weights = self.averaged_weights()
         self._swapped.enter_context(kept(trainer.model, weights))
         load_tensors(trainer.model, weights)
 
-    def on_eval_end(self, trainer: Trainer) -> None:
+    def after_eval(self, trainer: Trainer) -> None:
         self._swapped.close()
 
     def export_weights(self, trainer: Trainer, state: dict) -> dict:

@@ -1,4 +1,5 @@
-"""Where the raw datasets live: ``$ULMFIT_DATA``, else ``../shared/data`` beside the repository."""
+"""Where the tests find the repository and the raw datasets: ``$ULMFIT_DATA``, else
+``../shared/data`` beside the repository (as scripts/common.sh)."""
 from __future__ import annotations
 
 import os
