@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ulmfit.errors import UlmfitError  # noqa: E402
@@ -38,14 +40,16 @@ def labelled(spec: str, options: dict) -> tuple[list[str], list[str]]:
     return list(texts), list(labels)
 
 
-def tfidf_error(train: tuple[list[str], list[str]], test: tuple[list[str], list[str]]) -> float:
-    """Test error rate of TF-IDF word 1-2-grams + char 2-5-grams and logistic regression."""
+def tfidf_error(train: tuple[list[str], list[str]], test: tuple[list[str], list[str]], min_df: int = 1) -> float:
+    """Test error rate of TF-IDF word 1-2-grams + char 2-5-grams and logistic regression; n-grams
+    in fewer than ``min_df`` training documents are left out (on long documents most of the memory)."""
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vectorizers = (TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                   TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))
+    vectorizers = (TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=min_df, dtype=np.float32),
+                   TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=min_df,
+                                   dtype=np.float32))
     x_train = hstack([v.fit_transform(train[0]) for v in vectorizers]).tocsr()
     x_test = hstack([v.transform(test[0]) for v in vectorizers]).tocsr()
     model = LogisticRegression(C=C, max_iter=2000).fit(x_train, train[1])
@@ -61,6 +65,9 @@ def main() -> None:
     parser.add_argument("--encoding", default="utf-8")
     parser.add_argument("--text_field", default="text")
     parser.add_argument("--label_field", default=None)
+    parser.add_argument("--min_df", type=int, default=1,
+                        help="keep n-grams of at least this many training documents (20 Newsgroups: 2 keeps "
+                             "memory under 16 GB)")
     args = parser.parse_args()
     options = {"format": args.format, "encoding": args.encoding, "text_field": args.text_field,
                "label_field": args.label_field}
@@ -72,9 +79,9 @@ def main() -> None:
     unseen = sorted(set(test[1]) - set(train[1]))
     if unseen:
         sys.exit(f"error: {args.test}: labels not in the training input: {', '.join(unseen[:5])}")
-    error = tfidf_error(train, test)
-    print(f"TF-IDF word 1-2 + char 2-5 grams, logistic regression C={C:g}: {len(train[1])} train, "
-          f"{len(test[1])} test documents: test error {100 * error:.2f}% ({time.perf_counter() - started:.0f} s)")
+    error = tfidf_error(train, test, args.min_df)
+    print(f"TF-IDF word 1-2 + char 2-5 grams (min_df {args.min_df}), logistic regression C={C:g}: "
+          f"{len(train[1])} train, {len(test[1])} test documents: test error {100 * error:.2f}% ({time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":
