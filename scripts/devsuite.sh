@@ -28,6 +28,8 @@ inputs() {
 
 # error FILE: the test error in percent from an eval_test.json / ensemble_test.json.
 error() { python -c "import json, sys; print(f\"{100 * json.load(open(sys.argv[1]))['error_rate']:.2f}\")" "$1"; }
+# floor_error: the test error in percent from a floor script's last line on stdin.
+floor_error() { sed -n 's/.*test error \([0-9.]*\)%.*/\1/p'; }
 
 bash scripts/pretrain_wiki.sh >&2
 table="set       ${DIRECTIONS// /       }   ensemble  bow floor  tf-idf floor"
@@ -41,12 +43,12 @@ for name in $SETS; do
     row=$(printf '%-8s' "$name")
     for dir in $DIRECTIONS; do row+=$(printf '  %6s' "$(error "$RUNS/$name/clf_$dir/eval_test.json")"); done
     ensemble=$([ -f "$RUNS/$name/ensemble_test.json" ] && error "$RUNS/$name/ensemble_test.json" || echo -)
-    bow=$(python scripts/bench_bow_baseline.py "$RUNS/$name/tok" | sed -n 's/.*test error \([0-9.]*\)%.*/\1/p')
+    bow=$(python scripts/bench_bow_baseline.py "$RUNS/$name/tok" | floor_error)
     if [ ! -f "$RUNS/$name/tfidf.txt" ]; then
         python scripts/bench_tfidf_baseline.py "${INPUTS[@]}" "${READ[@]}" "${FLOOR[@]}" > "$RUNS/$name/tfidf.txt.tmp"
         mv "$RUNS/$name/tfidf.txt.tmp" "$RUNS/$name/tfidf.txt"
     fi
-    tfidf=$(sed -n 's/.*test error \([0-9.]*\)%.*/\1/p' "$RUNS/$name/tfidf.txt")
+    tfidf=$(floor_error < "$RUNS/$name/tfidf.txt")
     table+=$'\n'$(printf '%s  %8s  %9s  %12s' "$row" "$ensemble" "$bow" "$tfidf")
 done
 echo "$table" | tee "$RUNS/devsuite.txt"
