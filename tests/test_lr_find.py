@@ -93,3 +93,15 @@ def test_lr_find_refuses_lr_and_resume_and_needs_a_stage(tiny_encoder, tmp_path,
         main(["lr_find", "--out", str(tmp_path / "x")])
     assert "name a command after it: pretrain, finetune, train" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_sweep_whose_loss_never_fell_is_still_reported_then_fails_clearly(tiny_encoder, tmp_path, capsys):
+    root, tok = tiny_encoder
+    out = tmp_path / "lrf"
+    with pytest.raises(SystemExit):  # rates far too high from the first batch: the loss only rises
+        main(["lr_find", "train", "--encoder", str(root / "lm"), "--data", str(tok), "--out", str(out),
+              "--steps", "20", "--start_lr", "5", "--end_lr", "10", "--diverge_factor", "1000", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert "never fell" in err and str(out / "lr_find.png") in err and "Traceback" not in err
+    report = json.loads((out / "lr_find.json").read_text())
+    assert report["suggested_lr"] is None and "never fell" in report["failure"] and len(report["losses"]) >= 2

@@ -81,7 +81,7 @@ def steepest_descent(rates: Sequence[float], smoothed_losses: Sequence[float], s
     end = int(np.argmin(losses)) + 1
     start = min(skip_start, max(end - 2, 0))
     if end - start < 2:
-        raise UlmfitError("lr_find: the loss never fell; lower --start_lr or check the data")
+        raise UlmfitError("lr_find: the smoothed loss never fell; lower --start_lr, raise --steps or check the data")
     slopes = np.gradient(losses[start:end], np.log(np.asarray(rates, dtype=float)[start:end]))
     return float(rates[start + int(np.argmin(slopes))])
 
@@ -118,8 +118,8 @@ def sweep(parts: TrainingParts, top_lr: float, rates: np.ndarray, cfg, device, d
     return recorder.losses
 
 
-def plot_sweep(rates: Sequence[float], losses: Sequence[float], suggestion: float, path: Path) -> None:
-    """Loss (raw and smoothed) against the rate on a log axis, the suggestion marked."""
+def plot_sweep(rates: Sequence[float], losses: Sequence[float], suggestion: float | None, path: Path) -> None:
+    """Loss (raw and smoothed) against the rate on a log axis, the suggestion (if any) marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -130,7 +130,8 @@ def plot_sweep(rates: Sequence[float], losses: Sequence[float], suggestion: floa
     smooth = smoothed(losses)
     ax.plot(rates, smooth, color="C0", label="smoothed")
     ax.set_ylim(0.9 * min(losses), 1.2 * max(smooth[0], 1.5 * smooth.min()))  # the diverged end would flatten it
-    ax.axvline(suggestion, color="C3", linestyle="--", label=f"steepest descent: {suggestion:.2g}")
+    if suggestion is not None:
+        ax.axvline(suggestion, color="C3", linestyle="--", label=f"steepest descent: {suggestion:.2g}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (top layer group)")
     ax.set_ylabel("training loss")
@@ -142,10 +143,17 @@ def plot_sweep(rates: Sequence[float], losses: Sequence[float], suggestion: floa
 
 def _report(cfg: LRFindConfig, rates: np.ndarray, losses: list[float]) -> dict:
     finite = next((i for i, loss in enumerate(losses) if not math.isfinite(loss)), len(losses))
+    if finite < 2:
+        raise UlmfitError(f"lr_find: the loss was not finite from batch {finite + 1} on, at rate "
+                          f"{rates[finite]:.3g}; lower --start_lr or check the data")
     losses = losses[:finite]  # a loss that overflowed ends the curve
     smooth = smoothed(losses)
     seen = rates[:len(losses)]
-    return {"suggested_lr": steepest_descent(seen, smooth), "rule": "steepest descent of the smoothed loss",
+    try:
+        suggestion, failure = steepest_descent(seen, smooth), None
+    except UlmfitError as error:  # the sweep is still worth a look: report and plot it, then fail
+        suggestion, failure = None, str(error)
+    return {"suggested_lr": suggestion, "failure": failure, "rule": "steepest descent of the smoothed loss",
             "min_loss_lr": float(seen[int(np.argmin(smooth))]), "steps": len(losses),
             "stopped_early": len(losses) < cfg.steps, "rates": seen.tolist(), "losses": losses,
             "smoothed_losses": smooth.tolist()}
@@ -159,6 +167,8 @@ def _run(cfg: LRFindConfig, parts: TrainingParts, stage_cfg, device, out: Path) 
     save_config(cfg, out / CONFIG)
     write_json(out / LR_FIND_REPORT, report)
     plot_sweep(report["rates"], losses, report["suggested_lr"], out / LR_FIND_PLOT)
+    if report["failure"]:
+        raise UlmfitError(f"{report['failure']} (the sweep is plotted in {out / LR_FIND_PLOT})")
     print(f"lr_find: suggested --lr {report['suggested_lr']:.3g} ({report['rule']}); "
           f"plot {out / LR_FIND_PLOT}", file=sys.stderr)
     return {k: report[k] for k in ("suggested_lr", "rule", "min_loss_lr", "steps", "stopped_early")}
