@@ -11,7 +11,7 @@ from ulmfit.cli import main
 from ulmfit.errors import UlmfitError
 from ulmfit.stages.import_fastai import import_fastai
 from ulmfit.stages.lm import finetune
-from ulmfit.stages.lr_find import diverged, smoothed, steepest_descent, sweep_rates
+from ulmfit.stages.lr_find import diverged, loss_minimum, smoothed, sweep_rates
 from ulmfit.text.tokenizers import TokenizerSettings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fastai_tiny"
@@ -34,16 +34,19 @@ def test_smoothing_is_debiased_and_divergence_is_relative_to_the_best():
     assert diverged([1.0, math.nan], 4.0)
 
 
-def test_steepest_descent_finds_the_fastest_fall_before_the_minimum():
+def test_the_minimum_leaves_out_the_first_batches_and_needs_a_fall():
     rates = np.geomspace(1e-6, 10, 200)
     x = np.log10(rates)
-    # a plateau, a fall centred on 1e-3 (steepest there), a minimum near 1e-1, then divergence
+    # a plateau, a fall centred on 1e-3, a minimum at 1e-1, then divergence
     losses = 2.0 - 1.5 / (1 + np.exp(-3 * (x + 3))) + np.where(x > -1, 5 * (x + 1) ** 2, 0)
-    assert steepest_descent(rates, losses) == pytest.approx(1e-3, rel=0.1)
-    # a steeper rise after the minimum is not a descent
-    assert steepest_descent(rates, losses + np.where(x > -1, 50 * (x + 1), 0)) == pytest.approx(1e-3, rel=0.1)
+    assert rates[loss_minimum(losses)] == pytest.approx(1e-1, rel=0.1)
+    # a lucky first batch (lower than anything after it) is not the minimum
+    lucky = losses.copy()
+    lucky[0] = 0.1
+    assert loss_minimum(lucky) == loss_minimum(losses)
     with pytest.raises(UlmfitError, match="never fell"):
-        steepest_descent(rates, np.linspace(1, 2, 200))
+        loss_minimum(np.linspace(1, 2, 200))
+    assert loss_minimum([3.0, 2.0, 1.0]) == 2  # a sweep shorter than the batches left out
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,7 @@ def test_lr_find_writes_its_report_and_plot_and_nothing_else(tiny_encoder, tmp_p
     assert sorted(p.name for p in (tmp_path / "lrf").iterdir()) == ["config.json", "lr_find.json", "lr_find.png"]
     report = json.loads((tmp_path / "lrf" / "lr_find.json").read_text())
     assert report["suggested_lr"] == summary["suggested_lr"] and 1e-5 <= summary["suggested_lr"] <= 10
-    assert summary["rule"].startswith("steepest descent")
+    assert "minimum" in summary["rule"] and summary["suggested_lr"] == pytest.approx(summary["min_loss_lr"] / 10)
     assert len(report["losses"]) == summary["steps"] <= 30
     np.testing.assert_allclose(report["rates"], sweep_rates(1e-5, 10, 30)[:summary["steps"]])
     config = json.loads((tmp_path / "lrf" / "config.json").read_text())
@@ -98,10 +101,10 @@ def test_lr_find_refuses_lr_and_resume_and_needs_a_stage(tiny_encoder, tmp_path,
 def test_a_sweep_whose_loss_never_fell_is_still_reported_then_fails_clearly(tiny_encoder, tmp_path, capsys):
     root, tok = tiny_encoder
     out = tmp_path / "lrf"
-    with pytest.raises(SystemExit):  # rates far too high from the first batch: the loss only rises
+    with pytest.raises(SystemExit):  # rates far too high: the loss jumps at batch 2 and the sweep stops there
         main(["lr_find", "train", "--encoder", str(root / "lm"), "--data", str(tok), "--out", str(out),
-              "--steps", "20", "--start_lr", "5", "--end_lr", "10", "--diverge_factor", "1000", "--device", "cpu"])
+              "--steps", "20", "--start_lr", "5", "--end_lr", "10", "--diverge_factor", "1.5", "--device", "cpu"])
     err = capsys.readouterr().err
     assert "never fell" in err and str(out / "lr_find.png") in err and "Traceback" not in err
     report = json.loads((out / "lr_find.json").read_text())
-    assert report["suggested_lr"] is None and "never fell" in report["failure"] and len(report["losses"]) >= 2
+    assert report["suggested_lr"] is None and "never fell" in report["failure"] and len(report["losses"]) == 2

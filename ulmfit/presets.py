@@ -45,9 +45,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         # At least 300 steps (a small target corpus is read several times; one epoch of TREC-6 is
         # 17 steps) at 2.5x the paper's peak rate: TREC-6, CR and MPQA all better over 3 seeds.
         "finetune": {"min_steps": 300, "lr": 1e-2},
-        # One rate for every layer group, 3x the paper's: better or equal on TREC-6, CR and MPQA
-        # over 3 seeds each; the paper's factor 2.6 stays on --preset paper.
-        "classifier": {"lr": 3e-2, "disc_factor": 1.0},
+        # One rate for every layer group, 2x the paper's top rate: the best mean validation error
+        # over TREC-6, CR and MPQA (3 seeds each) in a sweep from 0.005 to 0.1, where 0.05 already
+        # fails on all three; the paper's factor 2.6 stays on --preset paper.
+        "classifier": {"lr": 2e-2, "disc_factor": 1.0},
     },
     # Unit tests and the demo: seconds per stage.
     "tiny": {
