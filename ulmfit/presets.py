@@ -47,8 +47,9 @@ PRESETS: dict[str, dict[str, dict]] = {
         "finetune": {"min_steps": 300, "lr": 1e-2},
         # One rate for every layer group, 2x the paper's top rate: the best mean validation error
         # over TREC-6, CR and MPQA (3 seeds each) in a sweep from 0.005 to 0.1, where 0.05 already
-        # fails on all three; the paper's factor 2.6 stays on --preset paper.
-        "classifier": {"lr": 2e-2, "disc_factor": 1.0},
+        # fails on all three; the paper's factor 2.6 stays on --preset paper. 10 epochs, not 6: at
+        # this rate the fully unfrozen model was still improving (mean validation error 13.45 vs 14.68).
+        "classifier": {"lr": 2e-2, "disc_factor": 1.0, "epochs": 10},
     },
     # Unit tests and the demo: seconds per stage.
     "tiny": {
