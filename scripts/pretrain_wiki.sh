@@ -3,7 +3,8 @@
 #   $RUNS/wiki/tok      the tokenized articles (train and valid) and their vocabulary
 #   $RUNS/wiki/lm_fwd   the forward LM;  $RUNS/wiki/lm_bwd  the backward LM
 # A model is skipped when its folder has metrics.json; an interrupted one resumes.
-#   WIKI=small (default: train-small.jsonl.xz, 2M words) | full (train.jsonl.xz, 63M words)
+#   WIKI=small (default: train-small.jsonl.xz, 2M words) | full (train.jsonl.xz, 63M words);
+#   one corpus per RUNS (e.g. WIKI=full RUNS=runs/full): the recipes' folders start from its LMs
 #   PRESET=cpu (default) | paper | tiny (20 articles);  DIRECTIONS="fwd bwd" (default) | fwd | bwd
 #   ULMFIT_DATA: data root (default ../shared/data); RUNS: output root (default runs/$PRESET)
 #   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS (default 8 for small at the cpu
@@ -18,6 +19,12 @@ case $WIKI in
     *) echo "WIKI must be small or full, not '$WIKI'" >&2; exit 2 ;;
 esac
 
+# Every recipe's folders under $RUNS start from these LMs: one corpus per RUNS.
+if [ -f "$RUNS/wiki/tok/config.json" ] && ! grep -q "/wikipedia/$train\"" "$RUNS/wiki/tok/config.json"; then
+    echo "$RUNS/wiki holds Wikipedia other than WIKI=$WIKI ($train); give WIKI=$WIKI its own RUNS" \
+         "(e.g. RUNS=runs/$WIKI): the recipes' folders under RUNS all start from its language models" >&2
+    exit 2
+fi
 wiki_docs=$([ "$PRESET" = tiny ] && echo "--max_docs 20" || true)
 ulmfit tokenize --train "$DATA/wikipedia/$train" --valid "$DATA/wikipedia/valid.jsonl.xz" \
     --max_vocab "${MAX_VOCAB:-$vocab}" $wiki_docs --out "$RUNS/wiki/tok" >/dev/null

@@ -52,6 +52,15 @@ def test_trec6_recipe_runs_end_to_end_on_the_tiny_preset(trec6):
 
 
 @pytest.mark.slow
+def test_pretraining_on_the_other_wikipedia_into_the_same_runs_is_refused(trec6):
+    runs, _ = trec6  # its Wikipedia LMs are train-small's
+    env = {**os.environ, "PRESET": "tiny", "RUNS": str(runs), "WIKI": "full", "ULMFIT_DATA": str(data_root())}
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "pretrain_wiki.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"{runs}/wiki holds Wikipedia other than WIKI=full" in result.stderr and "RUNS=runs/full" in result.stderr
+
+
 def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(trec6):
     runs, _ = trec6
     settings = {"SEEDS": "0", "MAX_STEPS": "4", "LOWSHOT": "100 all",
