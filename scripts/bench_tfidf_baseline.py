@@ -47,9 +47,9 @@ def tfidf_error(train: tuple[list[str], list[str]], test: tuple[list[str], list[
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vectorizers = (TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=min_df, dtype=np.float32),
-                   TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=min_df,
-                                   dtype=np.float32))
+    shared = {"sublinear_tf": True, "min_df": min_df, "dtype": np.float32}
+    vectorizers = (TfidfVectorizer(ngram_range=(1, 2), **shared),
+                   TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), **shared))
     x_train = hstack([v.fit_transform(train[0]) for v in vectorizers]).tocsr()
     x_test = hstack([v.transform(test[0]) for v in vectorizers]).tocsr()
     model = LogisticRegression(C=C, max_iter=2000).fit(x_train, train[1])

@@ -19,7 +19,6 @@ case $WIKI in
     *) echo "WIKI must be small or full, not '$WIKI'" >&2; exit 2 ;;
 esac
 
-# Every recipe's folders under $RUNS start from these LMs: one corpus per RUNS.
 if [ -f "$RUNS/wiki/tok/config.json" ] && ! grep -q "/wikipedia/$train\"" "$RUNS/wiki/tok/config.json"; then
     echo "$RUNS/wiki holds Wikipedia other than WIKI=$WIKI ($train); give WIKI=$WIKI its own RUNS" \
          "(e.g. RUNS=runs/$WIKI): the recipes' folders under RUNS all start from its language models" >&2

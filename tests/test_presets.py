@@ -43,4 +43,3 @@ def test_a_preset_values_copy_does_not_change_the_table():
 def test_unknown_preset_is_a_clear_error():
     with pytest.raises(UlmfitError, match="unknown preset 'gpu'; choose one of \\['cpu', 'paper', 'tiny'\\]"):
         preset_values("gpu", "model")
-

@@ -61,6 +61,7 @@ def test_pretraining_on_the_other_wikipedia_into_the_same_runs_is_refused(trec6)
     assert f"{runs}/wiki holds Wikipedia other than WIKI=full" in result.stderr and "RUNS=runs/full" in result.stderr
 
 
+@pytest.mark.slow
 def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(trec6):
     runs, _ = trec6
     settings = {"SEEDS": "0", "MAX_STEPS": "4", "LOWSHOT": "100 all",

@@ -155,12 +155,12 @@ def _report(cfg: LRFindConfig, rates: np.ndarray, losses: list[float]) -> dict:
     smooth = smoothed(losses)
     seen = rates[:len(losses)]
     try:
-        best, failure = loss_minimum(smooth), None
+        min_loss_lr, failure = float(seen[loss_minimum(smooth)]), None
     except UlmfitError as error:  # the sweep is still worth a look: report and plot it, then fail
-        best, failure = None, str(error)
-    return {"suggested_lr": None if best is None else float(seen[best]) / DECADE_BELOW, "failure": failure,
+        min_loss_lr, failure = None, str(error)
+    return {"suggested_lr": None if min_loss_lr is None else min_loss_lr / DECADE_BELOW, "failure": failure,
             "rule": f"the smoothed loss's minimum (after batch {SKIP_START}) / {DECADE_BELOW}",
-            "min_loss_lr": None if best is None else float(seen[best]), "steps": len(losses),
+            "min_loss_lr": min_loss_lr, "steps": len(losses),
             "stopped_early": len(losses) < cfg.steps, "rates": seen.tolist(), "losses": losses,
             "smoothed_losses": smooth.tolist()}
 
