@@ -214,12 +214,17 @@ def test_a_killed_two_process_run_resumes_to_the_same_result_and_only_with_two(t
 
 # -- the stages under torchrun -----------------------------------------------------------------
 
-def torchrun(*args: str) -> dict:
-    """``torchrun --standalone --nproc_per_node 2 -m ulmfit ARGS``'s summary (stdout's JSON line)."""
+def torchrun_process(*args: str) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node 2 -m ulmfit ARGS``, finished."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "ulmfit", *args, "--device", "cpu", "--precision", "fp32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S, env=env)
+
+
+def torchrun(*args: str) -> dict:
+    """``torchrun --standalone --nproc_per_node 2 -m ulmfit ARGS``'s summary (stdout's JSON line)."""
+    done = torchrun_process(*args)
     assert done.returncode == 0, done.stderr[-6000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout  # rank 0 alone prints
@@ -249,3 +254,14 @@ def test_torchrun_trains_a_classifier_with_gradual_unfreezing(labelled_tok, tmp_
     assert [m["trainable_groups"] for m in log] == [1, 2, 3, 4]
     assert metrics["world_size"] == 2 and metrics["valid_docs"] == 24 and 0.0 <= metrics["best_valid_error"] <= 1.0
     assert (tmp_path / "clf" / "model.pt").exists() and all(np.isfinite(m["valid_loss"]) for m in log)
+
+
+def test_torchrun_ranks_leave_with_the_stage_s_exit_status_and_message(labelled_tok, tmp_path):
+    """The ranks skip Python's finalization (``cli._exit_without_finalizing``); a refused run must
+    still exit 2 with its message, not 0 and not a traceback."""
+    done = torchrun_process("train", "--encoder", str(tmp_path / "missing"), "--data", str(labelled_tok),
+                            "--out", str(tmp_path / "clf"))
+    ranks_said = done.stderr.split("torch/distributed/elastic")[0]  # before the launcher's own report
+    assert done.returncode != 0 and "failed (exitcode: 2)" in done.stderr, done.stderr[-3000:]
+    assert f"error: {tmp_path / 'missing' / 'config.json'}: file not found" in ranks_said
+    assert "Traceback" not in ranks_said and not (tmp_path / "clf").exists()

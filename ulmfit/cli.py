@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -104,6 +105,34 @@ def _terminate_like_interrupt() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if not distributed.launched():
+        _run(argv)
+        return
+    try:
+        _run(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else int(e.code is not None)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    _exit_without_finalizing(code)
+
+
+def _exit_without_finalizing(code: int) -> None:
+    """End a torchrun rank without Python's finalization. Gloo's worker threads can still hold
+    collectives' tensors after ``destroy_process_group``; one released while the interpreter
+    finalizes takes the GIL from a dying interpreter and the rank aborts (SIGABRT, "terminate called
+    without an active exception"; pytorch/pytorch#179291) after a run that succeeded. Every output
+    is written, renamed and closed by now, so only the standard streams need flushing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(argv: list[str] | None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     stages = commands()
     try:
