@@ -11,7 +11,7 @@ from ulmfit.cli import main
 from ulmfit.errors import UlmfitError
 from ulmfit.stages.import_fastai import import_fastai
 from ulmfit.stages.lm import finetune
-from ulmfit.stages.lr_find import diverged, loss_minimum, smoothed, sweep_rates
+from ulmfit.stages.lr_find import LRFindConfig, _report, diverged, loss_minimum, plot_sweep, smoothed, sweep_rates
 from ulmfit.text.tokenizers import TokenizerSettings
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fastai_tiny"
@@ -47,6 +47,14 @@ def test_the_minimum_leaves_out_the_first_batches_and_needs_a_fall():
     with pytest.raises(UlmfitError, match="never fell"):
         loss_minimum(np.linspace(1, 2, 200))
     assert loss_minimum([3.0, 2.0, 1.0]) == 2  # a sweep shorter than the batches left out
+
+
+def test_a_sweep_ending_on_an_overflowed_loss_is_reported_and_plotted_without_it(tmp_path):
+    rates = sweep_rates(1e-5, 10, 30)
+    report = _report(LRFindConfig("train", steps=30), rates, [*np.linspace(3.0, 1.0, 20), math.inf])
+    assert report["steps"] == len(report["rates"]) == len(report["smoothed_losses"]) == 20 and report["stopped_early"]
+    plot_sweep(report, tmp_path / "sweep.png")  # the plot reads the report's curve, overflow left out
+    assert (tmp_path / "sweep.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.fixture(scope="module")

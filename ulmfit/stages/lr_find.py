@@ -122,18 +122,19 @@ def sweep(parts: TrainingParts, top_lr: float, rates: np.ndarray, cfg, device, d
     return recorder.losses
 
 
-def plot_sweep(rates: Sequence[float], losses: Sequence[float], report: dict, path: Path) -> None:
-    """Loss (raw and smoothed) against the rate on a log axis, the minimum and suggestion (if any) marked."""
+def plot_sweep(report: dict, path: Path) -> None:
+    """The report's loss (raw and smoothed) against the rate on a log axis, the minimum and
+    suggestion (if any) marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 4))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
+    rates, losses, smooth = report["rates"], report["losses"], report["smoothed_losses"]
     ax.plot(rates, losses, color="0.75", linewidth=0.8, label="loss per batch")
-    smooth = smoothed(losses)
     ax.plot(rates, smooth, color="C0", label="smoothed")
-    ax.set_ylim(0.9 * min(losses), 1.2 * max(smooth[0], 1.5 * smooth.min()))  # the diverged end would flatten it
+    ax.set_ylim(0.9 * min(losses), 1.2 * max(smooth[0], 1.5 * min(smooth)))  # the diverged end would flatten it
     if report["suggested_lr"] is not None:
         ax.axvline(report["min_loss_lr"], color="0.4", linestyle=":", label=f"minimum: {report['min_loss_lr']:.2g}")
         ax.axvline(report["suggested_lr"], color="C3", linestyle="--", label=f"suggestion: {report['suggested_lr']:.2g}")
@@ -172,7 +173,7 @@ def _run(cfg: LRFindConfig, parts: TrainingParts, stage_cfg, device, out: Path) 
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / CONFIG)
     write_json(out / LR_FIND_REPORT, report)
-    plot_sweep(report["rates"], losses, report, out / LR_FIND_PLOT)
+    plot_sweep(report, out / LR_FIND_PLOT)
     if report["failure"]:
         raise UlmfitError(f"{report['failure']} (the sweep is plotted in {out / LR_FIND_PLOT})")
     print(f"lr_find: suggested --lr {report['suggested_lr']:.3g} ({report['rule']}); "
