@@ -7,7 +7,7 @@ ones; the weight decay is picked on validation, the test error is printed for it
 classifier that does not beat this number has learned less from its LM than a word list gives.
 
     python scripts/bench_bow_baseline.py runs/cpu/trec/tok
-    python scripts/bench_bow_baseline.py runs/cpu/imdb/tok --max_tokens 400
+    python scripts/bench_bow_baseline.py runs/cpu/imdb/2000u2000/tok --max_tokens 400
     python scripts/bench_bow_baseline.py runs/cpu/trec/tok --max_train 100 --seed 1
 """
 from __future__ import annotations

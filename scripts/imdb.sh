@@ -3,18 +3,17 @@
 # fine-tuned on the reviews (labelled and unlabelled), the classifier trained and evaluated on the
 # test reviews, forward and backward, then the ensemble of both directions. Each stage is skipped
 # when its output has metrics.json, and an interrupted one resumes.
-#   PRESET=cpu (default): a subset that ran in 84 min on 2 CPU cores once the Wikipedia LMs
-#          existed (1 thread, the other core busy; see README.md): IMDB_DOCS=2000 reviews of each of
-#          train and test (half positive, half negative) and IMDB_DOCS unlabelled ones, taken evenly
-#          over the sorted file names and extracted to $RUNS/imdb/subset<IMDB_DOCS> (tokenize
-#          --max_docs would read one class only: the archive holds each class in one block); the
-#          classifier reads the first IMDB_TOKENS=400 tokens of each review.
+#   PRESET=cpu (default): a subset: IMDB_DOCS=2000 reviews of each of train and test (half
+#          positive, half negative) and IMDB_UNSUP unlabelled ones (default IMDB_DOCS), taken evenly
+#          over the sorted file names and extracted to $RUNS/imdb/<IMDB_DOCS>u<IMDB_UNSUP>/reviews
+#          (tokenize --max_docs would read one class only: the archive holds each class in one
+#          block); the classifier reads the first IMDB_TOKENS=400 tokens of each review.
 #   PRESET=paper: all of it (25,000 train, 50,000 unlabelled, 25,000 test reviews, whole), read
 #          straight from the archive (ARCHIVE:FOLDER); so does IMDB_DOCS=all with any preset.
 #   PRESET=tiny: IMDB_DOCS=40 and tiny models, for checks.
 #   DIRECTIONS="fwd bwd" (default) | fwd | bwd;  ULMFIT_DATA, RUNS, WIKI, LM_EPOCHS, FT_EPOCHS,
-#   CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh. Results: $RUNS/imdb/clf_<dir>/eval_test.json and
-#   $RUNS/imdb/ensemble_test.json.
+#   CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh. Results, with ROOT=$RUNS/imdb/<IMDB_DOCS>u<IMDB_UNSUP>
+#   (or $RUNS/imdb/all): ROOT/clf_<dir>/eval_test.json and ROOT/ensemble_test.json.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 ARCHIVE=$DATA/imdb/aclImdb_v1.tar.xz
@@ -23,19 +22,20 @@ case $PRESET in
     tiny) IMDB_DOCS=${IMDB_DOCS:-40}; IMDB_TOKENS=${IMDB_TOKENS:-400} ;;
     *) IMDB_DOCS=${IMDB_DOCS:-2000}; IMDB_TOKENS=${IMDB_TOKENS:-400} ;;
 esac
-IMDB=$RUNS/imdb
+IMDB_UNSUP=${IMDB_UNSUP:-$IMDB_DOCS}
+IMDB=$RUNS/imdb/$([ "$IMDB_DOCS" = all ] && echo all || echo "${IMDB_DOCS}u$IMDB_UNSUP")
 
-# subset N DIR: N/2 reviews of each of train/pos, train/neg, test/pos and test/neg and N of
+# subset N U DIR: N/2 reviews of each of train/pos, train/neg, test/pos and test/neg and U of
 # train/unsup, picked evenly over the sorted file names (the same every time) and extracted from the
 # archive into DIR/aclImdb (made whole or not at all).
 subset() {
-    local n=$1 dir=$2 folder k
+    local n=$1 u=$2 dir=$3 folder k
     [ -d "$dir" ] && return 0
-    echo "== extract $n reviews per split from $ARCHIVE" >&2
+    echo "== extract $n labelled reviews per split and $u unlabelled ones from $ARCHIVE" >&2
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     tar -tJf "$ARCHIVE" | sort > "$dir.tmp/archive.txt"
     for folder in train/pos train/neg test/pos test/neg train/unsup; do
-        k=$([ "$folder" = train/unsup ] && echo "$n" || echo $((n / 2)))
+        k=$([ "$folder" = train/unsup ] && echo "$u" || echo $((n / 2)))
         grep "^aclImdb/$folder/[^/]*\.txt$" "$dir.tmp/archive.txt" \
             | awk -v k="$k" '{ name[NR] = $0 }
                              END { for (i = 0; i < k && i < NR; i++) print name[int(i * NR / k) + 1] }'
@@ -48,8 +48,8 @@ subset() {
 if [ "$IMDB_DOCS" = all ]; then
     train="$ARCHIVE:aclImdb/train"; test="$ARCHIVE:aclImdb/test"
 else
-    subset "$IMDB_DOCS" "$IMDB/subset$IMDB_DOCS"
-    train="$IMDB/subset$IMDB_DOCS/aclImdb/train"; test="$IMDB/subset$IMDB_DOCS/aclImdb/test"
+    subset "$IMDB_DOCS" "$IMDB_UNSUP" "$IMDB/reviews"
+    train="$IMDB/reviews/aclImdb/train"; test="$IMDB/reviews/aclImdb/test"
 fi
 bash scripts/pretrain_wiki.sh >&2
 echo "== tokenize IMDb" >&2

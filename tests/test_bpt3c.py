@@ -129,3 +129,37 @@ def test_bad_shapes_are_rejected():
         bpt3c_features(encoder, torch.ones(2, 5, dtype=torch.long), torch.tensor([6, 2]), 4, 8)
     with pytest.raises(ValueError):
         bpt3c_features(encoder, torch.ones(2, 5, dtype=torch.long), torch.tensor([5]), 4, 8)
+
+
+def saved_bytes_and_grads(encoder, tokens, lengths, checkpoint_tokens):
+    """Bytes autograd keeps for the backward pass, then the features and the encoder's gradients
+    after a backward pass (training mode, so every dropout draws its masks)."""
+    saved = []
+
+    def pack(tensor):
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    encoder.zero_grad()
+    torch.manual_seed(3)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        features = bpt3c_features(encoder, tokens, lengths, bptt=10, max_len=100,
+                                  checkpoint_tokens=checkpoint_tokens)
+    (features * torch.linspace(-1, 1, features.shape[1])).sum().backward()
+    return sum(saved), features.detach(), [p.grad.clone() for p in encoder.parameters()]
+
+
+def test_a_checkpointed_window_keeps_less_and_trains_exactly_the_same():
+    encoder = make_encoder("awd-lstm", vocab_size=90).train()
+    torch.manual_seed(4)
+    tokens, lengths = pad_batch([torch.randint(2, 90, (n,)).numpy() for n in (160, 120, 100, 30)], PAD)
+    window_tokens = 4 * 100
+    kept, features, grads = saved_bytes_and_grads(encoder, tokens, lengths, checkpoint_tokens=0)
+    below, *_ = saved_bytes_and_grads(encoder, tokens, lengths, checkpoint_tokens=window_tokens)
+    recomputed, ck_features, ck_grads = saved_bytes_and_grads(encoder, tokens, lengths,
+                                                              checkpoint_tokens=window_tokens - 1)
+    assert below == kept  # a window of at most checkpoint_tokens is not checkpointed
+    assert recomputed < kept / 3  # ten chunks: only their inputs and outputs are kept
+    torch.testing.assert_close(ck_features, features, atol=0, rtol=0)
+    for ck_grad, grad in zip(ck_grads, grads):
+        torch.testing.assert_close(ck_grad, grad, atol=1e-6, rtol=1e-5)  # same dropout masks

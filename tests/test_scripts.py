@@ -148,16 +148,17 @@ def test_imdb_recipe_runs_on_a_balanced_subset(trec6):
     if not (data_root() / "imdb" / "aclImdb_v1.tar.xz").exists():
         pytest.skip("IMDb archive not found under the data root")
     runs, _ = trec6
-    run_script("imdb.sh", runs, IMDB_DOCS="20", DIRECTIONS="fwd", MAX_STEPS="4")
-    subset = runs / "imdb" / "subset20" / "aclImdb"
+    run_script("imdb.sh", runs, IMDB_DOCS="20", IMDB_UNSUP="30", DIRECTIONS="fwd", MAX_STEPS="4")
+    root = runs / "imdb" / "20u30"
+    subset = root / "reviews" / "aclImdb"
     counts = {f"{split}/{c}": len(list((subset / split / c).iterdir()))
               for split, classes in (("train", ("pos", "neg", "unsup")), ("test", ("pos", "neg"))) for c in classes}
-    assert counts == {"train/pos": 10, "train/neg": 10, "train/unsup": 20, "test/pos": 10, "test/neg": 10}
-    tokenized = read(runs / "imdb" / "tok" / "metrics.json")
-    assert tokenized["classes"] == 2 and tokenized["splits"]["train"]["docs"] == 40
-    report = read(runs / "imdb" / "clf_fwd" / "eval_test.json")
+    assert counts == {"train/pos": 10, "train/neg": 10, "train/unsup": 30, "test/pos": 10, "test/neg": 10}
+    tokenized = read(root / "tok" / "metrics.json")
+    assert tokenized["classes"] == 2 and tokenized["splits"]["train"]["docs"] == 50
+    report = read(root / "clf_fwd" / "eval_test.json")
     assert report["n"] == 20 and report["unlabelled"] == 0
-    assert read(runs / "imdb" / "clf_fwd" / "config.json")["max_tokens"] == 400
+    assert read(root / "clf_fwd" / "config.json")["max_tokens"] == 400
 
 
 @pytest.mark.slow

@@ -76,6 +76,7 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "max_steps": Range(0), "pretrain.max_steps": Range(1), "train.max_steps": Range(1),
     "min_steps": Range(0),
     "bs": Range(1), "bptt": Range(1), "max_len": Range(1), "max_tokens": Range(1), "max_train": Range(1),
+    "checkpoint_tokens": Range(0),
     "lr": Range(0, 10, low_open=True), "wd": Range(0, 1), "clip": Range(0, low_open=True),
     "disc_factor": Range(0, low_open=True), "drop_mult": Range(0), "head_dropout": Range(0, 0.99),
     "seed": Range(0, 2**32 - 1), "tta": Range(0), "curve_every_s": Range(0, low_open=True),

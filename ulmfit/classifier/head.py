@@ -1,6 +1,7 @@
 """The ULMFiT classifier: encoder read with BPT3C, concat pooling, and a small pooling head.
 
-Hyperparameters (``bptt``, ``max_len``, ``hidden``, ``dropouts``) have no defaults here: they
+Hyperparameters (``bptt``, ``max_len``, ``hidden``, ``dropouts``; ``checkpoint_tokens`` is off
+unless given) have no defaults here: they
 belong to the train stage's config, the one place they are written down.
 """
 from __future__ import annotations
@@ -41,15 +42,18 @@ class TextClassifier(nn.Module):
     fine-tuned language model's ``encoder.*`` weights load into the classifier unchanged.
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, bptt: int, max_len: int) -> None:
+    def __init__(self, encoder: nn.Module, head: nn.Module, bptt: int, max_len: int,
+                 checkpoint_tokens: int = 0) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
         self.bptt = bptt
         self.max_len = max_len
+        self.checkpoint_tokens = checkpoint_tokens
 
     def features(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        return bpt3c_features(self.encoder, tokens, lengths, self.bptt, self.max_len)
+        return bpt3c_features(self.encoder, tokens, lengths, self.bptt, self.max_len,
+                              self.checkpoint_tokens)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         return self.head(self.features(tokens, lengths))
