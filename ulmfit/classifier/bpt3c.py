@@ -89,7 +89,8 @@ def bpt3c_features(encoder: nn.Module, tokens: Tensor, lengths: Tensor, bptt: in
     return pooler.result()
 
 
-def checkpointed_chunk(encoder: nn.Module, chunk: Tensor, state) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+def checkpointed_chunk(encoder: nn.Module, chunk: Tensor, state: list[tuple[Tensor, Tensor]] | None
+                       ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     """``encoder(chunk, state)``'s last layer output and state, its activations recomputed in the
     backward pass rather than kept (the state goes in and out flattened: checkpoint takes and
     returns tensors)."""

@@ -1,8 +1,8 @@
 """The ULMFiT classifier: encoder read with BPT3C, concat pooling, and a small pooling head.
 
-Hyperparameters (``bptt``, ``max_len``, ``hidden``, ``dropouts``; ``checkpoint_tokens`` is off
-unless given) have no defaults here: they
-belong to the train stage's config, the one place they are written down.
+Hyperparameters (``bptt``, ``max_len``, ``hidden``, ``dropouts``) have no defaults here, and
+``checkpoint_tokens`` is off unless given: they belong to the train stage's config, the one place
+they are written down.
 """
 from __future__ import annotations
 
