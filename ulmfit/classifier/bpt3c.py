@@ -96,11 +96,16 @@ def checkpointed_chunk(encoder: nn.Module, chunk: Tensor, state: list[tuple[Tens
     returns tensors)."""
     def run(chunk: Tensor, *flat_state: Tensor) -> tuple[Tensor, ...]:
         out = encoder(chunk, unflatten_state(flat_state) if flat_state else None)
-        return (out.last_raw, *(t for layer in out.state for t in layer))
+        return (out.last_raw, *flatten_state(out.state))
 
-    flat_in = () if state is None else tuple(t for layer in state for t in layer)
+    flat_in = () if state is None else flatten_state(state)
     last_raw, *flat_out = checkpoint(run, chunk, *flat_in, use_reentrant=False, preserve_rng_state=True)
     return last_raw, unflatten_state(flat_out)
+
+
+def flatten_state(state: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, ...]:
+    """[(h0, c0), (h1, c1), ...] -> (h0, c0, h1, c1, ...)."""
+    return tuple(t for layer in state for t in layer)
 
 
 def unflatten_state(flat: tuple[Tensor, ...] | list[Tensor]) -> list[tuple[Tensor, Tensor]]:

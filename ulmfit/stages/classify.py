@@ -67,7 +67,7 @@ class ClassifierConfig(TrainConfig):
     min_steps: int = 200                # 100 labelled documents would otherwise train for 12 steps
     max_len: int = 1400                 # last tokens of a document pooled and backpropagated through
     max_tokens: int | None = None       # read only the first max_tokens tokens of every document
-    checkpoint_tokens: int = 32768      # a batch's BPT3C window above this many tokens is recomputed in backward (0: never)
+    checkpoint_tokens: int = 32768      # a BPT3C window of more tokens is recomputed in backward (0: never)
     head_hidden: int = 50
     head_dropout: float = 0.1           # before the last linear layer (the first is the encoder's output_p)
     betas: tuple[float, float] = (0.7, 0.99)
