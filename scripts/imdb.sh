@@ -10,7 +10,8 @@
 #          (tokenize --max_docs would read one class only: the archive holds each class in one
 #          block); the classifier reads the first IMDB_TOKENS=400 tokens of each review.
 #   PRESET=paper: all of it (25,000 train, 50,000 unlabelled, 25,000 test reviews, whole), read
-#          straight from the archive (ARCHIVE:FOLDER); so does IMDB_DOCS=all with any preset.
+#          straight from the archive (ARCHIVE:FOLDER); so does IMDB_DOCS=all with any preset, and
+#          its classifier reads whole reviews unless IMDB_TOKENS is given.
 #   PRESET=tiny: IMDB_DOCS=40 and tiny models, for checks.
 #   DIRECTIONS="fwd bwd" (default) | fwd | bwd;  ULMFIT_DATA, RUNS, WIKI, LM_EPOCHS, FT_EPOCHS,
 #   CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh. Results, with ROOT=$RUNS/imdb/<IMDB_DOCS>u<IMDB_UNSUP>
@@ -21,8 +22,10 @@ ARCHIVE=$DATA/imdb/aclImdb_v1.tar.xz
 case $PRESET in
     paper) IMDB_DOCS=${IMDB_DOCS:-all}; IMDB_TOKENS=${IMDB_TOKENS:-} ;;
     tiny) IMDB_DOCS=${IMDB_DOCS:-40}; IMDB_TOKENS=${IMDB_TOKENS:-400} ;;
-    *) IMDB_DOCS=${IMDB_DOCS:-2000}; IMDB_UNSUP=${IMDB_UNSUP:-50000}; IMDB_TOKENS=${IMDB_TOKENS:-400} ;;
+    *) IMDB_DOCS=${IMDB_DOCS:-2000}; IMDB_UNSUP=${IMDB_UNSUP:-50000}
+       [ "$IMDB_DOCS" = all ] || IMDB_TOKENS=${IMDB_TOKENS-400} ;;
 esac
+IMDB_TOKENS=${IMDB_TOKENS:-}
 IMDB_UNSUP=${IMDB_UNSUP:-$IMDB_DOCS}
 IMDB=$RUNS/imdb/$([ "$IMDB_DOCS" = all ] && echo all || echo "${IMDB_DOCS}u$IMDB_UNSUP")
 

@@ -135,6 +135,23 @@ def test_min_steps_repeats_a_tiny_training_set_within_each_epoch(encoder, trec_t
         train(str(encoder), str(trec_tok), str(tmp_path / "bad"), min_steps=-1, device="cpu")
 
 
+def test_the_last_epochs_weights_are_kept_unless_keep_best(trec_tok, tmp_path):
+    """model.pt is the last epoch's; --keep_best takes the lowest validation error's (best.pt)."""
+    options = dict(data=str(trec_tok), from_scratch=True, preset="tiny", max_train=100, epochs=5, min_steps=0,
+                   device="cpu")
+    metrics = train(out=str(tmp_path / "last"), **options)
+    assert metrics["best_epoch"] < metrics["epochs"]  # else the two choices would not differ
+    weights = {name: torch.load(tmp_path / "last" / name, weights_only=True) for name in ("model.pt", "best.pt")}
+    last = torch.load(tmp_path / "last" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(weights["model.pt"][k], v) for k, v in last.items())
+    assert not all(torch.equal(weights["best.pt"][k], v) for k, v in last.items())
+
+    train(out=str(tmp_path / "best"), keep_best=True, **options)
+    kept = torch.load(tmp_path / "best" / "model.pt", weights_only=True)
+    assert all(torch.equal(kept[k], v) for k, v in weights["best.pt"].items())
+    assert load_config(ClassifierConfig, tmp_path / "best" / "config.json").keep_best
+
+
 def test_finetune_max_train_reads_the_documents_the_classifier_of_the_same_seed_trains_on(encoder, trec_tok,
                                                                                            tmp_path):
     for seed in (0, 3):

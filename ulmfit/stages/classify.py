@@ -2,7 +2,8 @@
 
 ``train`` writes a classifier folder::
 
-    model.pt      weights of the epoch with the lowest validation error (a TextClassifier state_dict)
+    model.pt      weights after the last epoch (a TextClassifier state_dict; --keep_best: of the epoch
+                  with the lowest validation error)
     config.json   the ClassifierConfig, with the encoder's AWDLSTMConfig nested under "model"
     vocab.json, tokenizer.json (+ spm.model)   copied from the tokenized data folder
     classes.json  class names, index = label id
@@ -73,6 +74,7 @@ class ClassifierConfig(TrainConfig):
     betas: tuple[float, float] = (0.7, 0.99)
     schedule: str = "stlr"
     cycle_per_epoch: bool = False       # restart the schedule each epoch (each unfreezing stage)
+    keep_best: bool = False             # model.pt: the lowest-validation-error epoch's, not the last one's
     disc_factor: float = default_arg(discriminative_lrs, "factor")
     discriminative: bool = True         # per-group rates divided by disc_factor going down
     gradual_unfreezing: bool = True     # epoch 0 trains the head only, each epoch one group more
@@ -132,14 +134,14 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
           max_tokens: int | None = None, optimizer: str | None = None, lr: float | None = None,
           bs: int | None = None, drop_mult: float | None = None,
           seed: int | None = None, max_train: int | None = None, tricks: str | Sequence[str] | None = None,
-          resume: bool = False, device: str = "auto", precision: str = "auto",
-          accumulate: int | None = None, checkpoint_tokens: int | None = None) -> dict:
+          keep_best: bool = ClassifierConfig.keep_best, resume: bool = False, device: str = "auto",
+          precision: str = "auto", accumulate: int | None = None, checkpoint_tokens: int | None = None) -> dict:
     """Train a text classifier on a fine-tuned language model's encoder (ULMFiT stage 3).
 
     Gradual unfreezing (the head alone in the first epoch, one more layer group in each next
     one), discriminative learning rates (each lower group's divided by 2.6) and the slanted
-    triangular schedule, each of which can be turned off. The weights of the epoch with the
-    lowest validation error are kept. Options left out take the preset's values (``ulmfit.presets``).
+    triangular schedule, each of which can be turned off. The weights after the last epoch are
+    kept. Options left out take the preset's values (``ulmfit.presets``).
 
     Args:
         encoder: language-model folder written by ``ulmfit finetune`` on this very tokenized data
@@ -175,6 +177,8 @@ def train(encoder: str | None = None, data: str | None = None, out: str | None =
             (``ulmfit finetune --max_train`` with the same seed reads the same documents).
         tricks: training tricks with their parameters, e.g. "fgm(epsilon=0.5),ema(decay=0.999)";
             ``ulmfit tricks`` lists them.
+        keep_best: keep the weights of the epoch with the lowest validation error instead of the
+            last epoch's (on the dev suite the last epoch's were as good or better, see README.md).
         resume: continue an interrupted run in ``out`` (same options) from its last checkpoint.
         device: "cpu", "cuda" or "auto" (cuda if available).
         precision: of training: auto (bf16 where the device computes it natively, else fp32), fp32,
@@ -254,7 +258,7 @@ def plan_train(options: Mapping[str, Any]) -> ClassifierPlan:
                            encoder=str(o.encoder) if o.encoder else None,
                            from_scratch=o.from_scratch, backwards=o.backwards,
                            gradual_unfreezing=not (o.no_gradual_unfreezing or o.from_scratch or o.head_only),
-                           head_only=o.head_only, cycle_per_epoch=o.cycle_per_epoch,
+                           head_only=o.head_only, cycle_per_epoch=o.cycle_per_epoch, keep_best=o.keep_best,
                            discriminative=not (o.no_discriminative or o.from_scratch),
                            tricks=parse_tricks(o.tricks, "classifier"), precision=resolve_precision(o.precision, dev))
 
@@ -317,6 +321,8 @@ def _fit(plan: ClassifierPlan, out_dir: Path, train_data: ClassificationData, va
         **distributed.run_info(),
     }
     if distributed.is_main():
-        save_weights(out_dir / MODEL, torch.load(out_dir / BEST_WEIGHTS, map_location="cpu", weights_only=True))
+        kept = (torch.load(out_dir / BEST_WEIGHTS, map_location="cpu", weights_only=True) if cfg.keep_best
+                else trainer.exported_weights())
+        save_weights(out_dir / MODEL, kept)
         write_json(out_dir / METRICS, metrics)
     return metrics
