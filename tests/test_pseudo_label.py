@@ -42,7 +42,7 @@ def test_a_tiny_real_run_pseudo_labels_the_rest_of_train_and_records_each_round(
     assert [r["pseudo_labelled"] for r in rounds] == [0, rest, rest]
     assert rounds[0]["pseudo_accuracy"] is None and all(0.0 <= r["pseudo_accuracy"] <= 1.0 for r in rounds[1:])
     assert all(0.0 <= r["valid_error"] <= 1.0 for r in rounds)
-    assert rounds[-1]["valid_error"] == metrics["best_valid_error"]
+    assert rounds[-1]["valid_error"] == metrics["valid_error"] == metrics["final_valid_error"]
     assert json.loads((out / "metrics.json").read_text()) == metrics
     assert (out / "model.pt").exists()
 

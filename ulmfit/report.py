@@ -40,7 +40,7 @@ class Run:
     row: str                        # the folder name, order prefix included
     seed: str
     test_error: float
-    valid_error: float | None       # best validation error (None: e.g. an ensemble)
+    valid_error: float | None       # of the weights kept (None: e.g. an ensemble)
     time_s: float | None
     peak_rss_mb: float | None
     train_docs: int | None
@@ -110,7 +110,8 @@ def read_run(folder: Path) -> Run:
     """The run in ``<table>/<row>/<seed>`` folder ``folder`` (see ``skip_reason``)."""
     metrics, evaluation = read_json(folder / METRICS), read_json(folder / EVAL_TEST)
     return Run(table=folder.parent.parent.name, row=folder.parent.name, seed=folder.name,
-               test_error=evaluation["error_rate"], valid_error=metrics.get("best_valid_error"),
+               test_error=evaluation["error_rate"],
+               valid_error=metrics.get("valid_error", metrics.get("best_valid_error")),
                time_s=metrics.get("time_s"), peak_rss_mb=metrics.get("peak_rss_mb"),
                train_docs=metrics.get("train_docs"), machine=describe_machine(metrics.get("machine")),
                valid_curve=read_valid_curve(folder / LOG))
@@ -206,7 +207,8 @@ def format_report(root: Path, runs: Sequence[Run], skipped: Sequence[tuple[Path,
     """The whole Markdown report: what was read, one table (and its plots) per ablation table."""
     lines = ["# ULMFiT ablation results", "",
              f"Read `{root}` on {date}: {len(runs)} runs. Errors in %, mean ± sample standard deviation "
-             f"over seeds ({NO_VALUE} for one seed); valid error is the best epoch's. Paper: TREC-6 "
+             f"over seeds ({NO_VALUE} for one seed); valid error is that of the weights the run kept "
+             f"(runs before --keep_best: the best epoch's). Paper: TREC-6 "
              f"validation error of Howard & Ruder (2018), whose ULMFiT test error is {PAPER_TEST_ERROR}%."]
     machines = collections.Counter(run.machine for run in runs if run.machine)
     if machines:

@@ -8,7 +8,8 @@
     vocab.json, tokenizer.json (+ spm.model)   copied from the tokenized data folder
     classes.json  class names, index = label id
     log.jsonl     one line of metrics per epoch (valid loss, accuracy, error, trainable groups)
-    metrics.json  best and final validation error and accuracy, time, peak memory (peak_rss_mb)
+    metrics.json  validation error of model.pt, best and final validation error and accuracy, time,
+                  peak memory (peak_rss_mb)
     best.pt, last.pt   the trainer's best weights and full state (for --resume)
 
 The batches, callbacks and prediction it is made of live in ``ulmfit.classifier``, the
@@ -312,6 +313,7 @@ def _fit(plan: ClassifierPlan, out_dir: Path, train_data: ClassificationData, va
         raise UlmfitError("the run trained no epoch (epochs or max_steps is 0)")
     final, best = history[-1], min(history, key=lambda m: m["valid_error"])
     metrics = {
+        "valid_error": (best if cfg.keep_best else final)["valid_error"],  # of the weights in model.pt
         "best_valid_error": best["valid_error"], "best_valid_accuracy": best["valid_accuracy"],
         "best_valid_loss": best["valid_loss"], "best_epoch": best["epoch"],
         "final_valid_error": final["valid_error"], "final_valid_loss": final["valid_loss"],

@@ -77,14 +77,14 @@ def pseudo_label_rounds(tricks: Mapping[str, Mapping], pool: np.ndarray | None, 
         return metrics
     params = tricks[NAME]
     true_labels = np.asarray(train_data.split.labels)[pool]
-    rounds = [{"round": 0, "pseudo_labelled": 0, "pseudo_accuracy": None, "valid_error": metrics["best_valid_error"]}]
+    rounds = [{"round": 0, "pseudo_labelled": 0, "pseudo_accuracy": None, "valid_error": metrics["valid_error"]}]
     for r in range(1, params["rounds"] + 1):
         probs = predict([train_data.split.doc(i) for i in pool])
         chosen, labels = select_pseudo_labels(probs, params["threshold"])
         metrics = retrain(_with_labels(train_data, pool[chosen], labels))
         rounds.append({"round": r, "pseudo_labelled": len(chosen),
                        "pseudo_accuracy": pseudo_label_accuracy(true_labels[chosen], labels),
-                       "valid_error": metrics["best_valid_error"]})
+                       "valid_error": metrics["valid_error"]})
     metrics = {**metrics, "pseudo_label_rounds": rounds}
     write_json(metrics_file, metrics)
     return metrics
