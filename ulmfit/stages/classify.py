@@ -324,7 +324,7 @@ def _fit(plan: ClassifierPlan, out_dir: Path, train_data: ClassificationData, va
     }
     if distributed.is_main():
         kept = (torch.load(out_dir / BEST_WEIGHTS, map_location="cpu", weights_only=True) if cfg.keep_best
-                else trainer.exported_weights())
-        save_weights(out_dir / MODEL, kept)
+                else {name: tensor.detach().cpu() for name, tensor in trainer.exported_weights().items()})
+        save_weights(out_dir / MODEL, kept)  # on the CPU either way, loadable on a machine without a GPU
         write_json(out_dir / METRICS, metrics)
     return metrics
