@@ -5,7 +5,8 @@
 # A model is skipped when its folder has metrics.json; an interrupted one resumes.
 #   WIKI=small (default: train-small.jsonl.xz, 2M words) | full (train.jsonl.xz, 63M words);
 #   one corpus per RUNS (e.g. WIKI=full RUNS=runs/full): the recipes' folders start from its LMs
-#   PRESET=cpu (default) | paper | tiny (20 articles);  DIRECTIONS="fwd bwd" (default) | fwd | bwd
+#   PRESET=cpu (default) | paper | tiny (20 articles);  DIRECTIONS="fwd bwd" (default) | fwd | bwd;
+#   PARALLEL=1: both directions side by side (scripts/common.sh)
 #   ULMFIT_DATA: data root (default ../shared/data); RUNS: output root (default runs/$PRESET)
 #   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS (default 8 for small at the cpu
 #   preset: 258-271 s an epoch on 2 cores, see the README's "Pretraining speed"; 1 for full);
@@ -27,11 +28,14 @@ fi
 wiki_docs=$([ "$PRESET" = tiny ] && echo "--max_docs 20" || true)
 ulmfit tokenize --train "$DATA/wikipedia/$train" --valid "$DATA/wikipedia/valid.jsonl.xz" \
     --max_vocab "${MAX_VOCAB:-$vocab}" $wiki_docs --out "$RUNS/wiki/tok" >/dev/null
-for dir in $DIRECTIONS; do
-    lm="$RUNS/wiki/lm_$dir"; back=$([ "$dir" = bwd ] && echo "--backwards" || true)
-    done_ "$lm" && continue
-    echo "== pretrain the $dir language model on Wikipedia ($train)" >&2
+# pretrain DIR: the DIR language model, unless it is done.
+pretrain() {
+    local lm="$RUNS/wiki/lm_$1" back
+    back=$([ "$1" = bwd ] && echo "--backwards" || true)
+    done_ "$lm" && return 0
+    echo "== pretrain the $1 language model on Wikipedia ($train)" >&2
     ulmfit pretrain --data "$RUNS/wiki/tok" --out "$lm" --preset "$PRESET" $back $(resume "$lm") \
         $(opt epochs "${LM_EPOCHS:-$([ "$PRESET" = cpu ] && echo $epochs || true)}") $(opt max_steps "${MAX_STEPS:-}") >/dev/null
-done
+}
+each_direction "$RUNS/wiki/pretrain" pretrain
 echo "wiki language models: $RUNS/wiki/lm_{${DIRECTIONS// /,}}"

@@ -31,11 +31,12 @@ def read(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def trec6(tmp_path_factory):
-    """The outputs of scripts/trec6.sh (tiny, 8 steps per stage), which the other recipes start from."""
+    """The outputs of scripts/trec6.sh (tiny, 8 steps per stage, both directions side by side),
+    which the other recipes start from."""
     if not (data_root() / "trec").exists() or not (data_root() / "wikipedia").exists():
         pytest.skip("TREC or Wikipedia data not found under the data root")
     runs = tmp_path_factory.mktemp("runs")
-    return runs, run_script("trec6.sh", runs, MAX_STEPS="8")
+    return runs, run_script("trec6.sh", runs, MAX_STEPS="8", PARALLEL="1")
 
 
 @pytest.mark.slow
@@ -46,7 +47,9 @@ def test_trec6_recipe_runs_end_to_end_on_the_tiny_preset(trec6):
     assert report["ensemble"]["n"] == 500
     for lm in ("lm_fwd", "lm_bwd"):  # pretrained by scripts/pretrain_wiki.sh
         assert read(runs / "wiki" / lm / "metrics.json")["steps"] == 8
-    # a rerun skips every finished stage
+    for log in ("wiki/pretrain_fwd.log", "wiki/pretrain_bwd.log", "trec/log_fwd.log", "trec/log_bwd.log"):
+        assert "epoch 1" in (runs / log).read_text()  # PARALLEL=1: each direction's progress in its log
+    # a rerun (one direction after the other) skips every finished stage
     again = run_script("trec6.sh", runs, MAX_STEPS="8")
     assert "epoch 1" not in again.stderr and "==" not in again.stderr
 
@@ -130,6 +133,35 @@ def test_tricks_table_has_a_baseline_and_a_row_per_trick_with_peak_memory(trec6)
     assert read(out / "20-tta4" / "seed0" / "eval_test.json")["tta"] == 4
     baseline_weights = (out / "00-baseline" / "seed0" / "model.pt").read_bytes()
     assert (out / "20-tta4" / "seed0" / "model.pt").read_bytes() == baseline_weights
+
+
+def run_each_direction(tmp_path: Path, parallel: str, directions: str) -> subprocess.CompletedProcess:
+    """scripts/common.sh's each_direction over ``directions`` with a step that fails on bwd."""
+    script = f"""source scripts/common.sh
+step() {{ echo "$1 $2 ${{OMP_NUM_THREADS:-}}" >> {tmp_path}/ran; echo "$1 progress" >&2; [ "$1" = fwd ]; }}
+each_direction {tmp_path}/logs/log step ARG"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "DIRECTIONS")}
+    return subprocess.run(["bash", "-c", script], cwd=REPO_ROOT,
+                          env={**env, "PARALLEL": parallel, "DIRECTIONS": directions},
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_each_direction_side_by_side_splits_the_cores_and_names_the_failed_directions_log(tmp_path):
+    result = run_each_direction(tmp_path, "1", "bwd fwd")
+    assert result.returncode == 1
+    assert f"failed: bwd (see {tmp_path}/logs/log_bwd.log)" in result.stderr
+    assert (tmp_path / "logs" / "log_fwd.log").read_text() == "fwd progress\n"
+    assert (tmp_path / "logs" / "log_bwd.log").read_text() == "bwd progress\n"
+    cores = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
+    threads = str(max(1, cores // 2))
+    assert sorted((tmp_path / "ran").read_text().split("\n")[:-1]) == [f"bwd ARG {threads}", f"fwd ARG {threads}"]
+
+
+def test_each_direction_in_turn_stops_at_the_first_failure(tmp_path):
+    result = run_each_direction(tmp_path, "0", "bwd fwd")
+    assert result.returncode == 1
+    assert result.stderr == "bwd progress\n" and not (tmp_path / "logs").exists()
+    assert (tmp_path / "ran").read_text() == "bwd ARG \n"  # fwd never started
 
 
 def test_default_tricks_row_list_names_every_classifier_trick_but_pseudo_label():
