@@ -23,8 +23,8 @@ resume() { if [ -f "$1/last.pt" ]; then echo "--resume"; else rm -rf "$1"; fi; }
 
 # each_direction LOG STEP ARGS...: "STEP DIR ARGS..." for each DIR of DIRECTIONS, one after the other.
 # With PARALLEL=1 they run side by side, each at OMP_NUM_THREADS=<cores / directions> unless that is
-# set, with its stderr (progress bars) in LOG_<dir>.log: on 2 cores two one-thread runs get more done
-# than one two-thread run after the other (README.md, "Both directions side by side").
+# set, with its stderr (progress bars) in LOG_<dir>.log: on a busy 2-core machine two one-thread runs
+# got more done than one two-thread run (README.md, "Both directions side by side").
 each_direction() {
     local log=$1 step=$2 dir pids=() failed=() threads i=0
     shift 2
@@ -33,10 +33,11 @@ each_direction() {
         return 0
     fi
     threads=${OMP_NUM_THREADS:-$(( $(nproc) / $(wc -w <<< "$DIRECTIONS") ))}
+    threads=$((threads > 0 ? threads : 1))
     mkdir -p "$(dirname "$log")"
     for dir in $DIRECTIONS; do
-        echo "== $dir direction in the background at $((threads > 0 ? threads : 1)) thread(s): ${log}_$dir.log" >&2
-        (export OMP_NUM_THREADS=$((threads > 0 ? threads : 1)); "$step" "$dir" "$@") 2> "${log}_$dir.log" &
+        echo "== $dir direction in the background at $threads thread(s): ${log}_$dir.log" >&2
+        (export OMP_NUM_THREADS=$threads; "$step" "$dir" "$@") 2> "${log}_$dir.log" &
         pids+=($!)
     done
     for dir in $DIRECTIONS; do
