@@ -9,7 +9,8 @@
 #   PARALLEL=1: both directions side by side (scripts/common.sh)
 #   ULMFIT_DATA: data root (default ../shared/data); RUNS: output root (default runs/$PRESET)
 #   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS (default 8 for small at the cpu
-#   preset: 258-271 s an epoch on 2 cores, see the README's "Pretraining speed"; 1 for full);
+#   preset: 258-271 s an epoch on the first 2-core machine, 373 s on a slower one, see the README's
+#   "Pretraining speed"; 1 for full);
 #   MAX_STEPS: optional bound.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
