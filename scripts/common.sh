@@ -13,6 +13,8 @@ export PRESET RUNS DIRECTIONS PARALLEL ULMFIT_DATA=$DATA
 
 # opt NAME VALUE: "--NAME VALUE" when VALUE is set (an optional override), else nothing.
 opt() { [ -n "${2:-}" ] && echo "--$1 $2"; true; }
+# backwards DIR: "--backwards" for the backward direction, else nothing.
+backwards() { [ "$1" = bwd ] && echo "--backwards"; true; }
 
 # done_ DIR: the stage writing DIR has finished (it writes metrics.json last).
 done_() { [ -f "$1/metrics.json" ]; }
@@ -66,18 +68,17 @@ classify() {
 
 # classify_direction DIR TOK ROOT TRAIN-OPTIONS...: classify's stages for one direction.
 classify_direction() {
-    local dir=$1 tok=$2 root=$3 back ft clf
+    local dir=$1 tok=$2 root=$3 ft clf
     shift 3
-    back=$([ "$dir" = bwd ] && echo "--backwards" || true)
     ft="$root/lm_$dir"; clf="$root/clf_$dir"
     if ! done_ "$ft"; then
         echo "== fine-tune the $dir language model on $tok" >&2
-        ulmfit finetune --pretrained "$RUNS/wiki/lm_$dir" --data "$tok" --out "$ft" $back $(resume "$ft") \
+        ulmfit finetune --pretrained "$RUNS/wiki/lm_$dir" --data "$tok" --out "$ft" $(backwards "$dir") $(resume "$ft") \
             $(opt epochs "${FT_EPOCHS:-}") $(opt max_steps "${MAX_STEPS:-}") >/dev/null
     fi
     if ! done_ "$clf"; then
         echo "== train the $dir classifier" >&2
-        ulmfit train --encoder "$ft" --data "$tok" --out "$clf" $back $(resume "$clf") \
+        ulmfit train --encoder "$ft" --data "$tok" --out "$clf" $(backwards "$dir") $(resume "$clf") \
             $(opt epochs "${CLF_EPOCHS:-}") $(opt max_steps "${MAX_STEPS:-}") "$@" >/dev/null
     fi
     [ -f "$clf/eval_test.json" ] || ulmfit evaluate --model "$clf" --data "$tok" --split test >/dev/null

@@ -15,9 +15,10 @@
 #   PRESET=paper: all of it (25,000 train, 50,000 unlabelled, 25,000 test reviews), read straight
 #          from the archive (ARCHIVE:FOLDER); so does IMDB_DOCS=all with any preset.
 #   PRESET=tiny: IMDB_DOCS=40, the first IMDB_TOKENS=400 tokens and tiny models, for checks.
-#   DIRECTIONS="fwd bwd" (default) | fwd | bwd;  PARALLEL=1: both directions side by side, in about
-#   the time of one (each at one thread on 2 cores; with IMDB_DOCS=all two LM fine-tunings of about
-#   2.6 GiB each at once);  ULMFIT_DATA, RUNS, WIKI, LM_EPOCHS, FT_EPOCHS,
+#   DIRECTIONS="fwd bwd" (default) | fwd | bwd;  PARALLEL=1: both directions side by side, each at
+#   one thread on 2 cores, in about the time of one (estimated, not measured end to end; with
+#   IMDB_DOCS=all, two LM fine-tunings of about 2.6 GiB each at once);  ULMFIT_DATA, RUNS, WIKI,
+#   LM_EPOCHS, FT_EPOCHS,
 #   CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh. Results, with ROOT=$RUNS/imdb/<IMDB_DOCS>u<IMDB_UNSUP>
 #   (or $RUNS/imdb/all): ROOT/clf_<dir>/eval_test.json and ROOT/ensemble_test.json.
 cd "$(dirname "$0")/.."

@@ -31,11 +31,10 @@ ulmfit tokenize --train "$DATA/wikipedia/$train" --valid "$DATA/wikipedia/valid.
     --max_vocab "${MAX_VOCAB:-$vocab}" $wiki_docs --out "$RUNS/wiki/tok" >/dev/null
 # pretrain DIR: the DIR language model, unless it is done.
 pretrain() {
-    local lm="$RUNS/wiki/lm_$1" back
-    back=$([ "$1" = bwd ] && echo "--backwards" || true)
+    local lm="$RUNS/wiki/lm_$1"
     done_ "$lm" && return 0
     echo "== pretrain the $1 language model on Wikipedia ($train)" >&2
-    ulmfit pretrain --data "$RUNS/wiki/tok" --out "$lm" --preset "$PRESET" $back $(resume "$lm") \
+    ulmfit pretrain --data "$RUNS/wiki/tok" --out "$lm" --preset "$PRESET" $(backwards "$1") $(resume "$lm") \
         $(opt epochs "${LM_EPOCHS:-$([ "$PRESET" = cpu ] && echo $epochs || true)}") $(opt max_steps "${MAX_STEPS:-}") >/dev/null
 }
 each_direction "$RUNS/wiki/pretrain" pretrain
