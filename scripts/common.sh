@@ -1,7 +1,9 @@
 # Sourced by the recipes after `cd` to the repository root: the shared settings and steps.
 #   PRESET=cpu (default) | paper | tiny;  ULMFIT_DATA: data root (default ../shared/data);
 #   RUNS: output root (default runs/$PRESET);  DIRECTIONS="fwd bwd" (default) | fwd | bwd;
-#   PARALLEL=1: the directions run side by side rather than one after the other (see each_direction).
+#   PARALLEL=1: the directions run side by side rather than one after the other (see each_direction);
+#   TOKENIZER=spacy (default: words) | sentencepiece (subwords, one model trained on Wikipedia and
+#   shared by every target set; give it its own RUNS, e.g. RUNS=runs/sp).
 # They are exported, for the recipes a recipe calls.
 set -euo pipefail
 PRESET=${PRESET:-cpu}
@@ -9,12 +11,17 @@ DATA=${ULMFIT_DATA:-../shared/data}
 RUNS=${RUNS:-runs/$PRESET}
 DIRECTIONS=${DIRECTIONS:-fwd bwd}
 PARALLEL=${PARALLEL:-0}
-export PRESET RUNS DIRECTIONS PARALLEL ULMFIT_DATA=$DATA
+TOKENIZER=${TOKENIZER:-spacy}
+export PRESET RUNS DIRECTIONS PARALLEL TOKENIZER ULMFIT_DATA=$DATA
 
 # opt NAME VALUE: "--NAME VALUE" when VALUE is set (an optional override), else nothing.
 opt() { [ -n "${2:-}" ] && echo "--$1 $2"; true; }
 # backwards DIR: "--backwards" for the backward direction, else nothing.
 backwards() { [ "$1" = bwd ] && echo "--backwards"; true; }
+
+# target_vocab: how a target set is tokenized. Words get the set's own vocabulary (fine-tuning maps
+# the Wikipedia LM's onto it); subwords must be Wikipedia's pieces, which the LM was trained on.
+target_vocab() { [ "$TOKENIZER" = sentencepiece ] && echo "--vocab_from $RUNS/wiki/tok"; true; }
 
 # done_ DIR: the stage writing DIR has finished (it writes metrics.json last).
 done_() { [ -f "$1/metrics.json" ]; }

@@ -7,7 +7,7 @@
 # and the TF-IDF word+char floor (scripts/bench_tfidf_baseline.py, the set's whole train split).
 # Each stage is skipped when its output has metrics.json, and an interrupted one resumes.
 #   SETS="cr mpqa 20news" (default) or a subset;  PRESET, DIRECTIONS, ULMFIT_DATA, RUNS, WIKI,
-#   LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
+#   TOKENIZER, LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
 # Results: $RUNS/<set>/clf_<dir>/eval_test.json, $RUNS/<set>/ensemble_test.json, $RUNS/devsuite.txt.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -37,7 +37,8 @@ for name in $SETS; do
     inputs "$name"
     if [ ! -d "$RUNS/$name/tok" ]; then
         echo "== tokenize $name" >&2
-        ulmfit tokenize --train "${INPUTS[0]}" --test "${INPUTS[1]}" "${READ[@]}" --out "$RUNS/$name/tok" >/dev/null
+        ulmfit tokenize --train "${INPUTS[0]}" --test "${INPUTS[1]}" "${READ[@]}" $(target_vocab) \
+            --out "$RUNS/$name/tok" >/dev/null
     fi
     classify "$RUNS/$name/tok" "$RUNS/$name" >&2
     row=$(printf '%-8s' "$name")

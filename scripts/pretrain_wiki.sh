@@ -8,9 +8,10 @@
 #   PRESET=cpu (default) | paper | tiny (20 articles);  DIRECTIONS="fwd bwd" (default) | fwd | bwd;
 #   PARALLEL=1: both directions side by side (scripts/common.sh)
 #   ULMFIT_DATA: data root (default ../shared/data); RUNS: output root (default runs/$PRESET)
-#   MAX_VOCAB (default 30000 for small, 60000 for full); LM_EPOCHS (default 8 for small at the cpu
-#   preset: 258-271 s an epoch on the first 2-core machine, 373 s on a slower one, see the README's
-#   "Pretraining speed"; 1 for full);
+#   TOKENIZER=spacy (default) | sentencepiece (scripts/common.sh; SP_VOCAB pieces, default 15000,
+#   MultiFiT's size); MAX_VOCAB (words: default 30000 for small, 60000 for full);
+#   LM_EPOCHS (default 8 for small at the cpu preset: 258-271 s an epoch on the first 2-core
+#   machine, 373 s on a slower one, see the README's "Pretraining speed"; 1 for full);
 #   MAX_STEPS: optional bound.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -21,14 +22,25 @@ case $WIKI in
     *) echo "WIKI must be small or full, not '$WIKI'" >&2; exit 2 ;;
 esac
 
-if [ -f "$RUNS/wiki/tok/config.json" ] && ! grep -q "/wikipedia/$train\"" "$RUNS/wiki/tok/config.json"; then
+case $TOKENIZER in
+    spacy) vocab_options=(--max_vocab "${MAX_VOCAB:-$vocab}") ;;
+    sentencepiece) vocab_options=(--tokenizer sentencepiece --sp_vocab_size "${SP_VOCAB:-15000}") ;;
+    *) echo "TOKENIZER must be spacy or sentencepiece, not '$TOKENIZER'" >&2; exit 2 ;;
+esac
+tok_config="$RUNS/wiki/tok/config.json"
+if [ -f "$tok_config" ] && ! grep -q "/wikipedia/$train\"" "$tok_config"; then
     echo "$RUNS/wiki holds Wikipedia other than WIKI=$WIKI ($train); give WIKI=$WIKI its own RUNS" \
          "(e.g. RUNS=runs/$WIKI): the recipes' folders under RUNS all start from its language models" >&2
     exit 2
 fi
+if [ -f "$tok_config" ] && ! grep -q "\"tokenizer\": \"$TOKENIZER\"" "$tok_config"; then
+    echo "$RUNS/wiki was tokenized with another tokenizer than TOKENIZER=$TOKENIZER; give it its own RUNS" \
+         "(e.g. RUNS=runs/sp): the recipes' folders under RUNS all start from its language models" >&2
+    exit 2
+fi
 wiki_docs=$([ "$PRESET" = tiny ] && echo "--max_docs 20" || true)
 ulmfit tokenize --train "$DATA/wikipedia/$train" --valid "$DATA/wikipedia/valid.jsonl.xz" \
-    --max_vocab "${MAX_VOCAB:-$vocab}" $wiki_docs --out "$RUNS/wiki/tok" >/dev/null
+    "${vocab_options[@]}" $wiki_docs --out "$RUNS/wiki/tok" >/dev/null
 # pretrain DIR: the DIR language model, unless it is done.
 pretrain() {
     local lm="$RUNS/wiki/lm_$1"

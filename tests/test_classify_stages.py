@@ -19,6 +19,7 @@ from ulmfit.stages.infer import ensemble, evaluate, predict
 from locations import data_root
 from ulmfit.stages.lm import LMTrainConfig, _stream, finetune, pretrain
 from ulmfit.text.readers import read_documents
+from ulmfit.stages.tokenize import tokenize
 
 @pytest.fixture(scope="module")
 def encoder(trec_tok, tmp_path_factory):
@@ -191,6 +192,33 @@ def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(s
     assert run["metrics"]["time_s"] == pytest.approx(sum(times))
     with pytest.raises(UlmfitError, match="is one of the models"):
         ensemble(f"{fwd},{bwd}", str(trec_tok), out=str(bwd), device="cpu")
+
+
+def test_ensemble_of_word_and_subword_models_reads_each_models_own_tokenized_folder(scratch, trec_tok, tmp_path):
+    trec = data_root() / "trec"
+    pieces = tmp_path / "sp_tok"
+    tokenize(str(trec / "train_5500.label"), test=str(trec / "TREC_10.label"), out=str(pieces), format="trec",
+             encoding="latin-1", tokenizer="sentencepiece", sp_vocab_size=500, workers=1)
+    subword = tmp_path / "sp_clf"
+    train(data=str(pieces), out=str(subword), from_scratch=True, preset="tiny", epochs=1, max_train=1000, device="cpu")
+    evaluate(str(subword), str(pieces), device="cpu")
+    word = scratch[0]
+    result = ensemble([str(word), str(subword)], f"{trec_tok},{pieces}", out=str(tmp_path / "ens"), device="cpu")
+    averaged = np.load(tmp_path / "ens" / "ensemble_probs_test.npy")
+    members = [np.load(word / "probs_test.npy"), np.load(subword / "probs_test.npy")]
+    assert np.allclose(averaged, (members[0] + members[1]) / 2, atol=1e-6)
+    assert [m["data"] for m in result["models"]] == [str(trec_tok), str(pieces)]
+    assert result["data"] == f"{trec_tok},{pieces}"
+    with pytest.raises(UlmfitError, match="kind is 'spacy' but the model at .*sp_clf used 'sentencepiece'"):
+        ensemble([str(word), str(subword)], str(trec_tok), out=str(tmp_path / "ens"), device="cpu")
+    with pytest.raises(UlmfitError, match="3 tokenized folders for 2 models"):
+        ensemble([str(word), str(subword)], [str(trec_tok), str(pieces), str(pieces)], device="cpu")
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(pieces, shuffled)
+    labels = np.load(shuffled / "test_labels.npy")
+    np.save(shuffled / "test_labels.npy", np.roll(labels, 1))
+    with pytest.raises(UlmfitError, match=f"{shuffled}: its test split does not hold the same documents"):
+        ensemble([str(word), str(subword)], [str(trec_tok), str(shuffled)], device="cpu")
 
 
 def test_bad_input_is_refused_with_the_file_named(scratch, encoder, trec_tok, tmp_path):

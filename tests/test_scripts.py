@@ -65,6 +65,21 @@ def test_pretraining_on_the_other_wikipedia_into_the_same_runs_is_refused(trec6)
 
 
 @pytest.mark.slow
+def test_subword_recipe_tokenizes_every_set_with_the_wikipedia_pieces(tmp_path):
+    if not (data_root() / "trec").exists() or not (data_root() / "wikipedia").exists():
+        pytest.skip("TREC or Wikipedia data not found under the data root")
+    run_script("trec6.sh", tmp_path, MAX_STEPS="4", DIRECTIONS="fwd", TOKENIZER="sentencepiece")
+    assert read(tmp_path / "wiki" / "tok" / "tokenizer.json")["kind"] == "sentencepiece"
+    assert read(tmp_path / "trec" / "tok" / "config.json")["vocab_from"] == f"{tmp_path}/wiki/tok"
+    assert read(tmp_path / "trec" / "clf_fwd" / "eval_test.json")["n"] == 500
+    env = {**os.environ, "PRESET": "tiny", "RUNS": str(tmp_path), "ULMFIT_DATA": str(data_root())}
+    words = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "pretrain_wiki.sh")], env=env,
+                           capture_output=True, text=True, timeout=60)  # TOKENIZER=spacy, the default
+    assert words.returncode == 2
+    assert f"{tmp_path}/wiki was tokenized with another tokenizer than TOKENIZER=spacy" in words.stderr
+
+
+@pytest.mark.slow
 def test_ablation_tables_write_a_folder_per_row_and_seed_and_a_rerun_skips_them(trec6):
     runs, _ = trec6
     settings = {"SEEDS": "0", "MAX_STEPS": "4", "LOWSHOT": "100 all",

@@ -116,20 +116,24 @@ def predict(model: str, input: str, output: str, format: str | None = None, enco
             "counts": {name: int(n) for name, n in zip(classes, counts)}, "tta": tta}
 
 
-def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: str | None = None,
+def ensemble(models: str | Sequence[str], data: str | Sequence[str], split: str = "test", out: str | None = None,
              bs: int | None = None, device: str = "auto") -> dict:
     """Average the class probabilities of several classifiers (e.g. forward and backward, or
     several seeds) and score each model and the average on a labelled split.
 
-    Each model reads the documents in its own direction. Writes ``ensemble_<split>.json`` and
-    ``ensemble_probs_<split>.npy`` to ``out``. A folder given as ``out`` becomes the ensemble's
-    run, shaped like a classifier's evaluated run (for ``ulmfit report``): ``eval_<split>.json``
-    (the ensemble's report, as ``evaluate`` writes it), ``config.json`` (the models, data and
-    split) and ``metrics.json`` (the models' training times summed).
+    Each model reads the documents in its own direction. Models with different tokenizers (words
+    and subwords) each read their own tokenized folder of the same raw split. Writes
+    ``ensemble_<split>.json`` and ``ensemble_probs_<split>.npy`` to ``out``. A folder given as
+    ``out`` becomes the ensemble's run, shaped like a classifier's evaluated run (for ``ulmfit
+    report``): ``eval_<split>.json`` (the ensemble's report, as ``evaluate`` writes it),
+    ``config.json`` (the models, data and split) and ``metrics.json`` (the models' training times
+    summed).
 
     Args:
         models: classifier folders, comma-separated (or a list).
-        data: tokenized folder with the models' tokenizer, vocabulary and classes.
+        data: tokenized folder with the models' tokenizer, vocabulary and classes; or one folder
+            per model, comma-separated in the models' order, each tokenized from the same raw
+            split (same documents, same order, same labels).
         split: train, valid or test.
         out: folder for the results (not one of the models'); default: the first model's folder,
             without the run's files.
@@ -139,25 +143,33 @@ def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: s
     Returns:
         ``{"models": [per-model summary], "ensemble": full report}``, as written to the JSON.
     """
-    names = [m.strip() for m in models.split(",")] if isinstance(models, str) else [str(m) for m in models]
-    names = [n for n in names if n]
+    names = _folder_list(models)
     if not names:
         raise UlmfitError("--models: give at least one classifier folder")
+    data_dirs = _folder_list(data)
+    if len(data_dirs) == 1:
+        data_dirs *= len(names)
+    if len(data_dirs) != len(names):
+        raise UlmfitError(f"--data: {len(data_dirs)} tokenized folders for {len(names)} models; "
+                          f"give one for all or one per model")
     if out and any(Path(out).resolve() == Path(name).resolve() for name in names):
         raise UlmfitError(f"--out: {out} is one of the models; give a folder of its own (or none)")
-    data_dir, dev = Path(data), resolve_device(device)
+    dev = resolve_device(device)
     members, all_probs, classes, labels = [], [], None, None
-    for name in names:
-        cfg, model_classes, split_data, probs = _model_probs(Path(name), data_dir, split, bs, dev)
+    for name, data_dir in zip(names, data_dirs):
+        cfg, model_classes, split_data, probs = _model_probs(Path(name), Path(data_dir), split, bs, dev)
+        model_labels = np.asarray(split_data.labels)
         if classes is not None:
             check_same_classes(Path(name), model_classes, Path(names[0]), classes)
-        classes, labels = model_classes, np.asarray(split_data.labels)
+            _check_same_documents(Path(data_dir), model_labels, Path(data_dirs[0]), labels, split)
+        classes, labels = model_classes, model_labels
         report = _report(labels, probs, classes)
-        members.append({"model": name, "backwards": cfg.backwards,
+        members.append({"model": name, "data": data_dir, "backwards": cfg.backwards,
                         **{k: report[k] for k in ("accuracy", "error_rate", "macro_f1")}})
         all_probs.append(probs)
     averaged = average_probabilities(all_probs)
-    result = {"data": str(data_dir), "split": split, "models": members,
+    shared_data = data_dirs[0] if len(set(data_dirs)) == 1 else ",".join(data_dirs)
+    result = {"data": shared_data, "split": split, "models": members,
               "ensemble": _report(labels, averaged, classes)}
     out_dir = Path(out) if out else Path(names[0])
     save_npy(out_dir / ENSEMBLE_PROBS.format(split=split), averaged.astype(np.float32))
@@ -168,6 +180,24 @@ def ensemble(models: str | Sequence[str], data: str, split: str = "test", out: s
         print(f"{member['model']}: error {member['error_rate']:.4f}", file=sys.stderr)
     print(f"ensemble: error {result['ensemble']['error_rate']:.4f}", file=sys.stderr)
     return result
+
+
+def _folder_list(folders: str | Sequence[str]) -> list[str]:
+    """Folders given comma-separated (the command line) or as a list (Python, or fire's tuple)."""
+    items = folders.split(",") if isinstance(folders, str) else [str(f) for f in folders]
+    return [item.strip() for item in items if item.strip()]
+
+
+def _check_same_documents(data_dir: Path, labels: np.ndarray, first_dir: Path, first_labels: np.ndarray,
+                          split: str) -> None:
+    """Models averaged document by document must have read the same documents in the same order;
+    the labels are the check that is left once the tokenizers differ."""
+    if data_dir.resolve() == first_dir.resolve():
+        return
+    if len(labels) != len(first_labels) or not np.array_equal(labels, first_labels):
+        raise UlmfitError(f"{data_dir}: its {split} split does not hold the same documents as {first_dir}'s "
+                          f"({len(labels)} vs {len(first_labels)} documents, or labels in another order); "
+                          f"tokenize the same raw files for every model")
 
 
 def _write_ensemble_run(out_dir: Path, models: list[str], result: dict) -> None:
