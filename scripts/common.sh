@@ -3,7 +3,9 @@
 #   RUNS: output root (default runs/$PRESET);  DIRECTIONS="fwd bwd" (default) | fwd | bwd;
 #   PARALLEL=1: the directions run side by side rather than one after the other (see each_direction);
 #   TOKENIZER=spacy (default: words) | sentencepiece (subwords, one model trained on Wikipedia and
-#   shared by every target set; give it its own RUNS, e.g. RUNS=runs/sp).
+#   shared by every target set; give it its own RUNS, e.g. RUNS=runs/sp);
+#   ENSEMBLE_WITH=OTHER_RUNS: classify also averages the set's classifiers with those the same recipe
+#   trained under OTHER_RUNS (e.g. words with subwords: RUNS=runs/cpu ENSEMBLE_WITH=runs/sp).
 # They are exported, for the recipes a recipe calls.
 set -euo pipefail
 PRESET=${PRESET:-cpu}
@@ -59,17 +61,25 @@ each_direction() {
 # classify TOK ROOT TRAIN-OPTIONS...: ULMFiT's stages 2 and 3 on a tokenized labelled folder, for
 # each of DIRECTIONS (each_direction: PARALLEL=1 runs them side by side): the Wikipedia LM
 # $RUNS/wiki/lm_<dir> fine-tuned on TOK (ROOT/lm_<dir>), the classifier trained on it (ROOT/clf_<dir>)
-# and evaluated on the test split; then the ensemble of the directions (ROOT/ensemble_test.json).
+# and evaluated on the test split; then the ensemble of the directions (ROOT/ensemble_test.json),
+# and with ENSEMBLE_WITH, of them and OTHER_RUNS's (ROOT/ensemble_with/ensemble_test.json).
 # FT_EPOCHS, CLF_EPOCHS, MAX_STEPS override the presets.
 classify() {
-    local tok=$1 root=$2 dir members=()
+    local tok=$1 root=$2 dir members=() data=() other
     shift 2
     each_direction "$root/log" classify_direction "$tok" "$root" "$@"
-    for dir in $DIRECTIONS; do members+=("$root/clf_$dir"); done
+    for dir in $DIRECTIONS; do members+=("$root/clf_$dir"); data+=("$tok"); done
     if [ ${#members[@]} -gt 1 ]; then
         ulmfit ensemble --models "$(IFS=,; echo "${members[*]}")" --data "$tok" --split test --out "$root" \
             >/dev/null
         echo "ensemble: $root/ensemble_test.json"
+    fi
+    if [ -n "${ENSEMBLE_WITH:-}" ]; then
+        other=${root/#"$RUNS"/$ENSEMBLE_WITH}
+        for dir in $DIRECTIONS; do members+=("$other/clf_$dir"); data+=("${tok/#"$RUNS"/$ENSEMBLE_WITH}"); done
+        ulmfit ensemble --models "$(IFS=,; echo "${members[*]}")" --data "$(IFS=,; echo "${data[*]}")" \
+            --split test --out "$root/ensemble_with" >/dev/null
+        echo "ensemble with $other: $root/ensemble_with/ensemble_test.json"
     fi
 }
 

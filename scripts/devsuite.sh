@@ -26,13 +26,16 @@ inputs() {
     esac
 }
 
-# error FILE: the test error in percent from an eval_test.json / ensemble_test.json.
-error() { python -c "import json, sys; print(f\"{100 * json.load(open(sys.argv[1]))['error_rate']:.2f}\")" "$1"; }
+# error FILE: the test error in percent from an eval_test.json / ensemble_test.json (its "ensemble").
+error() {
+    python -c "import json, sys; r = json.load(open(sys.argv[1])); print(f\"{100 * r.get('ensemble', r)['error_rate']:.2f}\")" "$1"
+}
 # floor_error: the test error in percent from a floor script's last line on stdin.
 floor_error() { sed -n 's/.*test error \([0-9.]*\)%.*/\1/p'; }
 
 bash scripts/pretrain_wiki.sh >&2
-table="set       ${DIRECTIONS// /       }   ensemble  bow floor  tf-idf floor"
+# with ENSEMBLE_WITH (scripts/common.sh), a column for the ensemble with OTHER_RUNS's classifiers
+table="set       ${DIRECTIONS// /       }   ensemble${ENSEMBLE_WITH:+      with}  bow floor  tf-idf floor"
 for name in $SETS; do
     inputs "$name"
     if [ ! -d "$RUNS/$name/tok" ]; then
@@ -44,6 +47,7 @@ for name in $SETS; do
     row=$(printf '%-8s' "$name")
     for dir in $DIRECTIONS; do row+=$(printf '  %6s' "$(error "$RUNS/$name/clf_$dir/eval_test.json")"); done
     ensemble=$([ -f "$RUNS/$name/ensemble_test.json" ] && error "$RUNS/$name/ensemble_test.json" || echo -)
+    [ -n "${ENSEMBLE_WITH:-}" ] && ensemble+=$(printf '  %8s' "$(error "$RUNS/$name/ensemble_with/ensemble_test.json")")
     bow=$(python scripts/bench_bow_baseline.py "$RUNS/$name/tok" | floor_error)
     if [ ! -f "$RUNS/$name/tfidf.txt" ]; then
         python scripts/bench_tfidf_baseline.py "${INPUTS[@]}" "${READ[@]}" "${FLOOR[@]}" > "$RUNS/$name/tfidf.txt.tmp"

@@ -65,18 +65,31 @@ def test_pretraining_on_the_other_wikipedia_into_the_same_runs_is_refused(trec6)
 
 
 @pytest.mark.slow
-def test_subword_recipe_tokenizes_every_set_with_the_wikipedia_pieces(tmp_path):
-    if not (data_root() / "trec").exists() or not (data_root() / "wikipedia").exists():
-        pytest.skip("TREC or Wikipedia data not found under the data root")
-    run_script("trec6.sh", tmp_path, MAX_STEPS="4", DIRECTIONS="fwd", TOKENIZER="sentencepiece")
-    assert read(tmp_path / "wiki" / "tok" / "tokenizer.json")["kind"] == "sentencepiece"
-    assert read(tmp_path / "trec" / "tok" / "config.json")["vocab_from"] == f"{tmp_path}/wiki/tok"
-    assert read(tmp_path / "trec" / "clf_fwd" / "eval_test.json")["n"] == 500
-    env = {**os.environ, "PRESET": "tiny", "RUNS": str(tmp_path), "ULMFIT_DATA": str(data_root())}
-    words = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "pretrain_wiki.sh")], env=env,
-                           capture_output=True, text=True, timeout=60)  # TOKENIZER=spacy, the default
-    assert words.returncode == 2
-    assert f"{tmp_path}/wiki was tokenized with another tokenizer than TOKENIZER=spacy" in words.stderr
+def test_subword_recipe_uses_the_wikipedia_pieces_and_ensembles_with_the_word_recipe(trec6, tmp_path):
+    words, _ = trec6
+    pieces = tmp_path / "sp"
+    run_script("trec6.sh", pieces, MAX_STEPS="4", DIRECTIONS="fwd", TOKENIZER="sentencepiece")
+    assert read(pieces / "wiki" / "tok" / "tokenizer.json")["kind"] == "sentencepiece"
+    assert read(pieces / "trec" / "tok" / "config.json")["vocab_from"] == f"{pieces}/wiki/tok"
+    assert read(pieces / "trec" / "clf_fwd" / "eval_test.json")["n"] == 500
+    env = {**os.environ, "PRESET": "tiny", "RUNS": str(pieces), "ULMFIT_DATA": str(data_root())}
+    refused = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "pretrain_wiki.sh")], env=env,
+                             capture_output=True, text=True, timeout=60)  # TOKENIZER=spacy, the default
+    assert refused.returncode == 2
+    assert f"{pieces}/wiki was tokenized with another tokenizer than TOKENIZER=spacy" in refused.stderr
+    # the word recipe's forward classifier averaged with the subword one, each on its own tokens
+    run_script("trec6.sh", words, MAX_STEPS="8", DIRECTIONS="fwd", ENSEMBLE_WITH=str(pieces))
+    mixed = read(words / "trec" / "ensemble_with" / "ensemble_test.json")
+    assert [(m["model"], m["data"]) for m in mixed["models"]] == [
+        (f"{words}/trec/clf_fwd", f"{words}/trec/tok"), (f"{pieces}/trec/clf_fwd", f"{pieces}/trec/tok")]
+    assert mixed["ensemble"]["n"] == 500
+    if (data_root() / "mpqa" / "train.csv").exists():  # devsuite's table gets a column for it
+        run_script("devsuite.sh", pieces, SETS="mpqa", DIRECTIONS="fwd", MAX_STEPS="4", TOKENIZER="sentencepiece")
+        run_script("devsuite.sh", words, SETS="mpqa", DIRECTIONS="fwd", MAX_STEPS="4", ENSEMBLE_WITH=str(pieces))
+        table = (words / "devsuite.txt").read_text().splitlines()
+        assert table[0].split() == ["set", "fwd", "ensemble", "with", "bow", "floor", "tf-idf", "floor"]
+        error = read(words / "mpqa" / "ensemble_with" / "ensemble_test.json")["ensemble"]["error_rate"]
+        assert table[1].split()[:4] == ["mpqa", table[1].split()[1], "-", f"{100 * error:.2f}"]
 
 
 @pytest.mark.slow
@@ -213,15 +226,16 @@ def test_devsuite_recipe_tabulates_each_set_against_its_floors(trec6):
     if not all((data_root() / name / "train.csv").exists() for name in ("cr", "mpqa")):
         pytest.skip("CR or MPQA data not found under the data root")
     runs, _ = trec6
-    result = run_script("devsuite.sh", runs, SETS="cr mpqa", DIRECTIONS="fwd", MAX_STEPS="4")
+    result = run_script("devsuite.sh", runs, SETS="cr mpqa", MAX_STEPS="4")
     for name, n_test in (("cr", 377), ("mpqa", 1060)):
         assert read(runs / name / "tok" / "metrics.json")["splits"]["test"]["docs"] == n_test
-        assert read(runs / name / "clf_fwd" / "eval_test.json")["n"] == n_test
+        assert read(runs / name / "clf_bwd" / "eval_test.json")["n"] == n_test
     table = (runs / "devsuite.txt").read_text().splitlines()
-    assert table[0].split() == ["set", "fwd", "ensemble", "bow", "floor", "tf-idf", "floor"]
+    assert table[0].split() == ["set", "fwd", "bwd", "ensemble", "bow", "floor", "tf-idf", "floor"]
     rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
     assert set(rows) == {"cr", "mpqa"}
-    for values in rows.values():  # fwd, ensemble, bow floor, tf-idf floor
-        assert 0 <= float(values[0]) <= 100 and values[1] == "-" and 0 <= float(values[2]) <= 100
-        assert 5 < float(values[3]) < 30  # TF-IDF + logistic regression learns both sets
+    for name, values in rows.items():  # fwd, bwd, ensemble, bow floor, tf-idf floor
+        ensemble = read(runs / name / "ensemble_test.json")["ensemble"]["error_rate"]
+        assert values[2] == f"{100 * ensemble:.2f}" and 0 <= float(values[3]) <= 100
+        assert 5 < float(values[4]) < 30  # TF-IDF + logistic regression learns both sets
     assert result.stdout.splitlines()[-3:] == table
