@@ -28,7 +28,8 @@ inputs() {
 
 # error FILE: the test error in percent from an eval_test.json / ensemble_test.json (its "ensemble").
 error() {
-    python -c "import json, sys; r = json.load(open(sys.argv[1])); print(f\"{100 * r.get('ensemble', r)['error_rate']:.2f}\")" "$1"
+    python -c "import json, sys; report = json.load(open(sys.argv[1]))
+print(f\"{100 * report.get('ensemble', report)['error_rate']:.2f}\")" "$1"
 }
 # floor_error: the test error in percent from a floor script's last line on stdin.
 floor_error() { sed -n 's/.*test error \([0-9.]*\)%.*/\1/p'; }
@@ -47,7 +48,9 @@ for name in $SETS; do
     row=$(printf '%-8s' "$name")
     for dir in $DIRECTIONS; do row+=$(printf '  %6s' "$(error "$RUNS/$name/clf_$dir/eval_test.json")"); done
     ensemble=$([ -f "$RUNS/$name/ensemble_test.json" ] && error "$RUNS/$name/ensemble_test.json" || echo -)
-    [ -n "${ENSEMBLE_WITH:-}" ] && ensemble+=$(printf '  %8s' "$(error "$RUNS/$name/ensemble_with/ensemble_test.json")")
+    if [ -n "${ENSEMBLE_WITH:-}" ]; then
+        ensemble+=$(printf '  %8s' "$(error "$RUNS/$name/ensemble_with/ensemble_test.json")")
+    fi
     bow=$(python scripts/bench_bow_baseline.py "$RUNS/$name/tok" | floor_error)
     if [ ! -f "$RUNS/$name/tfidf.txt" ]; then
         python scripts/bench_tfidf_baseline.py "${INPUTS[@]}" "${READ[@]}" "${FLOOR[@]}" > "$RUNS/$name/tfidf.txt.tmp"

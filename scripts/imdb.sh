@@ -18,8 +18,9 @@
 #   DIRECTIONS="fwd bwd" (default) | fwd | bwd;  PARALLEL=1: both directions side by side, each at
 #   one thread on 2 cores, in about the time of one (estimated, not measured end to end; with
 #   IMDB_DOCS=all, two LM fine-tunings of about 2.6 GiB each at once);  ULMFIT_DATA, RUNS, WIKI,
-#   TOKENIZER, LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh. Results, with ROOT=$RUNS/imdb/<IMDB_DOCS>u<IMDB_UNSUP>
-#   (or $RUNS/imdb/all): ROOT/clf_<dir>/eval_test.json and ROOT/ensemble_test.json.
+#   TOKENIZER, LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
+# Results, with ROOT=$RUNS/imdb/<IMDB_DOCS>u<IMDB_UNSUP> (or $RUNS/imdb/all):
+#   ROOT/clf_<dir>/eval_test.json and ROOT/ensemble_test.json.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 ARCHIVE=$DATA/imdb/aclImdb_v1.tar.xz
