@@ -26,11 +26,8 @@ inputs() {
     esac
 }
 
-# error FILE: the test error in percent from an eval_test.json / ensemble_test.json (its "ensemble").
-error() {
-    python -c "import json, sys; report = json.load(open(sys.argv[1]))
-print(f\"{100 * report.get('ensemble', report)['error_rate']:.2f}\")" "$1"
-}
+# error FILE: the test error in percent from an eval_test.json (a classifier's or an ensemble run's).
+error() { python -c "import json, sys; print(f\"{100 * json.load(open(sys.argv[1]))['error_rate']:.2f}\")" "$1"; }
 # floor_error: the test error in percent from a floor script's last line on stdin.
 floor_error() { sed -n 's/.*test error \([0-9.]*\)%.*/\1/p'; }
 
@@ -47,9 +44,9 @@ for name in $SETS; do
     classify "$RUNS/$name/tok" "$RUNS/$name" >&2
     row=$(printf '%-8s' "$name")
     for dir in $DIRECTIONS; do row+=$(printf '  %6s' "$(error "$RUNS/$name/clf_$dir/eval_test.json")"); done
-    ensemble=$([ -f "$RUNS/$name/ensemble_test.json" ] && error "$RUNS/$name/ensemble_test.json" || echo -)
+    ensemble=$([ -f "$RUNS/$name/eval_test.json" ] && error "$RUNS/$name/eval_test.json" || echo -)
     if [ -n "${ENSEMBLE_WITH:-}" ]; then
-        ensemble+=$(printf '  %8s' "$(error "$RUNS/$name/ensemble_with/ensemble_test.json")")
+        ensemble+=$(printf '  %8s' "$(error "$RUNS/$name/ensemble_with/eval_test.json")")
     fi
     bow=$(python scripts/bench_bow_baseline.py "$RUNS/$name/tok" | floor_error)
     if [ ! -f "$RUNS/$name/tfidf.txt" ]; then

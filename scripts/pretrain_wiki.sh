@@ -27,17 +27,17 @@ case $TOKENIZER in
     sentencepiece) vocab_options=(--tokenizer sentencepiece --sp_vocab_size "${SP_VOCAB:-15000}") ;;
     *) echo "TOKENIZER must be spacy or sentencepiece, not '$TOKENIZER'" >&2; exit 2 ;;
 esac
-tok_config="$RUNS/wiki/tok/config.json"
-if [ -f "$tok_config" ] && ! grep -q "/wikipedia/$train\"" "$tok_config"; then
-    echo "$RUNS/wiki holds Wikipedia other than WIKI=$WIKI ($train); give WIKI=$WIKI its own RUNS" \
-         "(e.g. RUNS=runs/$WIKI): the recipes' folders under RUNS all start from its language models" >&2
+# same_corpus PATTERN PROBLEM EXAMPLE: stop unless RUNS's tokenized Wikipedia (if any) was made with
+# this run's settings, its config.json holding PATTERN: every recipe folder under RUNS starts from it.
+same_corpus() {
+    local config="$RUNS/wiki/tok/config.json"
+    [ ! -f "$config" ] || grep -q "$1" "$config" && return 0
+    echo "$RUNS/wiki $2; give it its own RUNS (e.g. RUNS=$3): the recipes' folders under RUNS all" \
+         "start from its language models" >&2
     exit 2
-fi
-if [ -f "$tok_config" ] && ! grep -q "\"tokenizer\": \"$TOKENIZER\"" "$tok_config"; then
-    echo "$RUNS/wiki was tokenized with another tokenizer than TOKENIZER=$TOKENIZER; give it its own RUNS" \
-         "(e.g. RUNS=runs/sp): the recipes' folders under RUNS all start from its language models" >&2
-    exit 2
-fi
+}
+same_corpus "/wikipedia/$train\"" "holds Wikipedia other than WIKI=$WIKI ($train)" "runs/$WIKI"
+same_corpus "\"tokenizer\": \"$TOKENIZER\"" "was tokenized with another tokenizer than TOKENIZER=$TOKENIZER" runs/sp
 wiki_docs=$([ "$PRESET" = tiny ] && echo "--max_docs 20" || true)
 ulmfit tokenize --train "$DATA/wikipedia/$train" --valid "$DATA/wikipedia/valid.jsonl.xz" \
     "${vocab_options[@]}" $wiki_docs --out "$RUNS/wiki/tok" >/dev/null

@@ -194,7 +194,7 @@ def _check_same_documents(data_dir: Path, labels: np.ndarray, first_dir: Path, f
     the labels are the check that is left once the tokenizers differ."""
     if data_dir.resolve() == first_dir.resolve():
         return
-    if len(labels) != len(first_labels) or not np.array_equal(labels, first_labels):
+    if not np.array_equal(labels, first_labels):
         raise UlmfitError(f"{data_dir}: its {split} split does not hold the same documents as {first_dir}'s "
                           f"({len(labels)} vs {len(first_labels)} documents, or labels in another order); "
                           f"tokenize the same raw files for every model")
