@@ -2,13 +2,14 @@
 # ULMFiT on the dev suite beyond TREC-6 and IMDb: customer reviews (cr), opinion phrases (mpqa) and
 # 20 Newsgroups (20news, long documents, 20 classes), each on its own train/test split (see the
 # data README). For each set: tokenize, fine-tune the Wikipedia LMs of scripts/pretrain_wiki.sh,
-# train and evaluate the classifier per direction, ensemble the directions; then one table of test
-# errors next to the bag-of-words floor (scripts/bench_bow_baseline.py, same training documents)
+# train and evaluate a classifier per model of MODELS, average them; then one table of test errors
+# next to the bag-of-words floor (scripts/bench_bow_baseline.py, same training documents)
 # and the TF-IDF word+char floor (scripts/bench_tfidf_baseline.py, the set's whole train split).
 # Each stage is skipped when its output has metrics.json, and an interrupted one resumes.
-#   SETS="cr mpqa 20news" (default) or a subset;  PRESET, DIRECTIONS, ULMFIT_DATA, RUNS, WIKI,
-#   TOKENIZER, LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
-# Results: $RUNS/<set>/clf_<dir>/eval_test.json, $RUNS/<set>/ensemble_test.json, $RUNS/devsuite.txt.
+#   SETS="cr mpqa 20news" (default) or a subset;  PRESET, MODELS, PARALLEL, ULMFIT_DATA, RUNS,
+#   WIKI, LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
+# Results: $RUNS/<set>/clf_<model>/eval_test.json, $RUNS/<set>/eval_test.json (the average of two
+# models or more), $RUNS/devsuite.txt.
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 SETS=${SETS:-cr mpqa 20news}
@@ -32,23 +33,16 @@ error() { python -c "import json, sys; print(f\"{100 * json.load(open(sys.argv[1
 floor_error() { sed -n 's/.*test error \([0-9.]*\)%.*/\1/p'; }
 
 bash scripts/pretrain_wiki.sh >&2
-# with ENSEMBLE_WITH (scripts/common.sh), a column for the ensemble with OTHER_RUNS's classifiers
-table="set       ${DIRECTIONS// /       }   ensemble${ENSEMBLE_WITH:+      with}  bow floor  tf-idf floor"
+table="set     $(printf '  %6s' $MODELS)  ensemble  bow floor  tf-idf floor"
 for name in $SETS; do
     inputs "$name"
-    if [ ! -d "$RUNS/$name/tok" ]; then
-        echo "== tokenize $name" >&2
-        ulmfit tokenize --train "${INPUTS[0]}" --test "${INPUTS[1]}" "${READ[@]}" $(target_vocab) \
-            --out "$RUNS/$name/tok" >/dev/null
-    fi
-    classify "$RUNS/$name/tok" "$RUNS/$name" >&2
+    echo "== tokenize $name" >&2
+    tokenize_set "$RUNS/$name" --train "${INPUTS[0]}" --test "${INPUTS[1]}" "${READ[@]}"
+    classify "$RUNS/$name" >&2
     row=$(printf '%-8s' "$name")
-    for dir in $DIRECTIONS; do row+=$(printf '  %6s' "$(error "$RUNS/$name/clf_$dir/eval_test.json")"); done
+    for model in $MODELS; do row+=$(printf '  %6s' "$(error "$RUNS/$name/clf_$model/eval_test.json")"); done
     ensemble=$([ -f "$RUNS/$name/eval_test.json" ] && error "$RUNS/$name/eval_test.json" || echo -)
-    if [ -n "${ENSEMBLE_WITH:-}" ]; then
-        ensemble+=$(printf '  %8s' "$(error "$RUNS/$name/ensemble_with/eval_test.json")")
-    fi
-    bow=$(python scripts/bench_bow_baseline.py "$RUNS/$name/tok" | floor_error)
+    bow=$(python scripts/bench_bow_baseline.py "$RUNS/$name/$(toks | head -n 1)" | floor_error)
     if [ ! -f "$RUNS/$name/tfidf.txt" ]; then
         python scripts/bench_tfidf_baseline.py "${INPUTS[@]}" "${READ[@]}" "${FLOOR[@]}" > "$RUNS/$name/tfidf.txt.tmp"
         mv "$RUNS/$name/tfidf.txt.tmp" "$RUNS/$name/tfidf.txt"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ULMFiT on IMDb sentiment (Maas et al. 2011): the Wikipedia LMs of scripts/pretrain_wiki.sh
 # fine-tuned on the reviews (labelled and unlabelled), the classifier trained and evaluated on the
-# test reviews, forward and backward, then the ensemble of both directions. Each stage is skipped
+# test reviews, for each of MODELS, then their average. Each stage is skipped
 # when its output has metrics.json, and an interrupted one resumes.
 #   PRESET=cpu (default): a subset: IMDB_DOCS=2000 reviews of each of train and test (half
 #          positive, half negative) and IMDB_UNSUP=50000 unlabelled ones (all of them; 2000 gave
@@ -15,12 +15,12 @@
 #   PRESET=paper: all of it (25,000 train, 50,000 unlabelled, 25,000 test reviews), read straight
 #          from the archive (ARCHIVE:FOLDER); so does IMDB_DOCS=all with any preset.
 #   PRESET=tiny: IMDB_DOCS=40, the first IMDB_TOKENS=400 tokens and tiny models, for checks.
-#   DIRECTIONS="fwd bwd" (default) | fwd | bwd;  PARALLEL=1: both directions side by side, each at
-#   one thread on 2 cores, in about the time of one (estimated, not measured end to end; with
-#   IMDB_DOCS=all, two LM fine-tunings of about 2.6 GiB each at once);  ULMFIT_DATA, RUNS, WIKI,
-#   TOKENIZER, LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
+#   MODELS (scripts/common.sh);  PARALLEL=1: the models side by side, each at one thread on 2
+#   cores, in about the time of one (estimated, not measured end to end; with IMDB_DOCS=all, two LM
+#   fine-tunings of about 2.6 GiB each at once);  ULMFIT_DATA, RUNS, WIKI, LM_EPOCHS, FT_EPOCHS,
+#   CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
 # Results, with ROOT=$RUNS/imdb/<IMDB_DOCS>u<IMDB_UNSUP> (or $RUNS/imdb/all):
-#   ROOT/clf_<dir>/eval_test.json and ROOT/ensemble_test.json.
+#   ROOT/clf_<model>/eval_test.json and ROOT/eval_test.json (the average).
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 ARCHIVE=$DATA/imdb/aclImdb_v1.tar.xz
@@ -62,5 +62,5 @@ else
 fi
 bash scripts/pretrain_wiki.sh >&2
 echo "== tokenize IMDb" >&2
-ulmfit tokenize --train "$train" --unsup --test "$test" $(target_vocab) --out "$IMDB/tok" >/dev/null
-classify "$IMDB/tok" "$IMDB" $(opt max_tokens "$IMDB_TOKENS")
+tokenize_set "$IMDB" --train "$train" --unsup --test "$test"
+classify "$IMDB" $(opt max_tokens "$IMDB_TOKENS")

@@ -31,7 +31,7 @@ def read(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def trec6(tmp_path_factory):
-    """The outputs of scripts/trec6.sh (tiny, 8 steps per stage, both directions side by side),
+    """The outputs of scripts/trec6.sh (tiny, 8 steps per stage, both default models side by side),
     which the other recipes start from."""
     if not (data_root() / "trec").exists() or not (data_root() / "wikipedia").exists():
         pytest.skip("TREC or Wikipedia data not found under the data root")
@@ -48,8 +48,8 @@ def test_trec6_recipe_runs_end_to_end_on_the_tiny_preset(trec6):
     for lm in ("lm_fwd", "lm_bwd"):  # pretrained by scripts/pretrain_wiki.sh
         assert read(runs / "wiki" / lm / "metrics.json")["steps"] == 8
     for log in ("wiki/pretrain_fwd.log", "wiki/pretrain_bwd.log", "trec/log_fwd.log", "trec/log_bwd.log"):
-        assert "epoch 1" in (runs / log).read_text()  # PARALLEL=1: each direction's progress in its log
-    # a rerun (one direction after the other) skips every finished stage
+        assert "epoch 1" in (runs / log).read_text()  # PARALLEL=1: each model's progress in its log
+    # a rerun (one model after the other) skips every finished stage
     again = run_script("trec6.sh", runs, MAX_STEPS="8")
     assert "epoch 1" not in again.stderr and "==" not in again.stderr
 
@@ -65,31 +65,34 @@ def test_pretraining_on_the_other_wikipedia_into_the_same_runs_is_refused(trec6)
 
 
 @pytest.mark.slow
-def test_subword_recipe_uses_the_wikipedia_pieces_and_ensembles_with_the_word_recipe(trec6, tmp_path):
-    words, _ = trec6
-    pieces = tmp_path / "sp"
-    run_script("trec6.sh", pieces, MAX_STEPS="4", DIRECTIONS="fwd", TOKENIZER="sentencepiece")
-    assert read(pieces / "wiki" / "tok" / "tokenizer.json")["kind"] == "sentencepiece"
-    assert read(pieces / "trec" / "tok" / "config.json")["vocab_from"] == f"{pieces}/wiki/tok"
-    assert read(pieces / "trec" / "clf_fwd" / "eval_test.json")["n"] == 500
-    env = {**os.environ, "PRESET": "tiny", "RUNS": str(pieces), "ULMFIT_DATA": str(data_root())}
-    refused = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "pretrain_wiki.sh")], env=env,
-                             capture_output=True, text=True, timeout=60)  # TOKENIZER=spacy, the default
-    assert refused.returncode == 2
-    assert f"{pieces}/wiki was tokenized with another tokenizer than TOKENIZER=spacy" in refused.stderr
-    # the word recipe's forward classifier averaged with the subword one, each on its own tokens
-    run_script("trec6.sh", words, MAX_STEPS="8", DIRECTIONS="fwd", ENSEMBLE_WITH=str(pieces))
-    mixed = read(words / "trec" / "ensemble_with" / "ensemble_test.json")
+def test_word_and_subword_models_each_read_their_own_tokens_and_are_averaged(tmp_path):
+    if not (data_root() / "trec").exists() or not (data_root() / "wikipedia").exists():
+        pytest.skip("TREC or Wikipedia data not found under the data root")
+    runs = tmp_path / "runs"
+    run_script("trec6.sh", runs, MAX_STEPS="4", MODELS="fwd sp_fwd")
+    assert read(runs / "wiki" / "tok" / "tokenizer.json")["kind"] == "spacy"
+    assert read(runs / "wiki" / "tok_sp" / "tokenizer.json")["kind"] == "sentencepiece"
+    assert read(runs / "wiki" / "lm_sp_fwd" / "config.json")["data"] == f"{runs}/wiki/tok_sp"
+    assert read(runs / "trec" / "tok_sp" / "config.json")["vocab_from"] == f"{runs}/wiki/tok_sp"
+    assert read(runs / "trec" / "clf_sp_fwd" / "eval_test.json")["n"] == 500
+    mixed = read(runs / "trec" / "ensemble_test.json")
     assert [(m["model"], m["data"]) for m in mixed["models"]] == [
-        (f"{words}/trec/clf_fwd", f"{words}/trec/tok"), (f"{pieces}/trec/clf_fwd", f"{pieces}/trec/tok")]
+        (f"{runs}/trec/clf_fwd", f"{runs}/trec/tok"), (f"{runs}/trec/clf_sp_fwd", f"{runs}/trec/tok_sp")]
     assert mixed["ensemble"]["n"] == 500
-    if (data_root() / "mpqa" / "train.csv").exists():  # devsuite's table gets a column for it
-        run_script("devsuite.sh", pieces, SETS="mpqa", DIRECTIONS="fwd", MAX_STEPS="4", TOKENIZER="sentencepiece")
-        run_script("devsuite.sh", words, SETS="mpqa", DIRECTIONS="fwd", MAX_STEPS="4", ENSEMBLE_WITH=str(pieces))
-        table = (words / "devsuite.txt").read_text().splitlines()
-        assert table[0].split() == ["set", "fwd", "ensemble", "with", "bow", "floor", "tf-idf", "floor"]
-        error = read(words / "mpqa" / "ensemble_with" / "ensemble_test.json")["ensemble"]["error_rate"]
-        assert table[1].split()[:4] == ["mpqa", table[1].split()[1], "-", f"{100 * error:.2f}"]
+    if (data_root() / "mpqa" / "train.csv").exists():  # devsuite's table: a column per model
+        run_script("devsuite.sh", runs, SETS="mpqa", MAX_STEPS="4", MODELS="fwd sp_fwd")
+        table = (runs / "devsuite.txt").read_text().splitlines()
+        assert table[0].split() == ["set", "fwd", "sp_fwd", "ensemble", "bow", "floor", "tf-idf", "floor"]
+        error = read(runs / "mpqa" / "ensemble_test.json")["ensemble"]["error_rate"]
+        assert table[1].split()[3] == f"{100 * error:.2f}"
+
+
+def test_an_unknown_model_name_is_refused_before_any_work():
+    result = subprocess.run(["bash", "-c", "source scripts/common.sh"], cwd=REPO_ROOT,
+                            env={**os.environ, "MODELS": "fwd words_bwd"}, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "MODELS: 'words_bwd' is not a model (fwd, bwd, sp_fwd, sp_bwd)" in result.stderr
 
 
 @pytest.mark.slow
@@ -163,19 +166,19 @@ def test_tricks_table_has_a_baseline_and_a_row_per_trick_with_peak_memory(trec6)
     assert (out / "20-tta4" / "seed0" / "model.pt").read_bytes() == baseline_weights
 
 
-def run_each_direction(tmp_path: Path, parallel: str, directions: str) -> subprocess.CompletedProcess:
-    """scripts/common.sh's each_direction over ``directions`` with a step that fails on bwd."""
+def run_each_model(tmp_path: Path, parallel: str, models: str) -> subprocess.CompletedProcess:
+    """scripts/common.sh's each_model over ``models`` with a step that fails on bwd."""
     script = f"""source scripts/common.sh
 step() {{ echo "$1 $2 ${{OMP_NUM_THREADS:-}}" >> {tmp_path}/ran; echo "$1 progress" >&2; [ "$1" = fwd ]; }}
-each_direction {tmp_path}/logs/log step ARG"""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "DIRECTIONS")}
+each_model {tmp_path}/logs/log step ARG"""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MODELS")}
     return subprocess.run(["bash", "-c", script], cwd=REPO_ROOT,
-                          env={**env, "PARALLEL": parallel, "DIRECTIONS": directions},
+                          env={**env, "PARALLEL": parallel, "MODELS": models},
                           capture_output=True, text=True, timeout=60)
 
 
-def test_each_direction_side_by_side_splits_the_cores_and_names_the_failed_directions_log(tmp_path):
-    result = run_each_direction(tmp_path, "1", "bwd fwd")
+def test_each_model_side_by_side_splits_the_cores_and_names_the_failed_models_log(tmp_path):
+    result = run_each_model(tmp_path, "1", "bwd fwd")
     assert result.returncode == 1
     assert f"failed: bwd (see {tmp_path}/logs/log_bwd.log)" in result.stderr
     assert (tmp_path / "logs" / "log_fwd.log").read_text() == "fwd progress\n"
@@ -185,8 +188,8 @@ def test_each_direction_side_by_side_splits_the_cores_and_names_the_failed_direc
     assert sorted((tmp_path / "ran").read_text().split("\n")[:-1]) == [f"bwd ARG {threads}", f"fwd ARG {threads}"]
 
 
-def test_each_direction_in_turn_stops_at_the_first_failure(tmp_path):
-    result = run_each_direction(tmp_path, "0", "bwd fwd")
+def test_each_model_in_turn_stops_at_the_first_failure(tmp_path):
+    result = run_each_model(tmp_path, "0", "bwd fwd")
     assert result.returncode == 1
     assert result.stderr == "bwd progress\n" and not (tmp_path / "logs").exists()
     assert (tmp_path / "ran").read_text() == "bwd ARG \n"  # fwd never started
@@ -208,7 +211,7 @@ def test_imdb_recipe_runs_on_a_balanced_subset(trec6):
     if not (data_root() / "imdb" / "aclImdb_v1.tar.xz").exists():
         pytest.skip("IMDb archive not found under the data root")
     runs, _ = trec6
-    run_script("imdb.sh", runs, IMDB_DOCS="20", IMDB_UNSUP="30", DIRECTIONS="fwd", MAX_STEPS="4")
+    run_script("imdb.sh", runs, IMDB_DOCS="20", IMDB_UNSUP="30", MODELS="fwd", MAX_STEPS="4")
     root = runs / "imdb" / "20u30"
     subset = root / "reviews" / "aclImdb"
     counts = {f"{split}/{c}": len(list((subset / split / c).iterdir()))

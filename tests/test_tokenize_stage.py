@@ -85,6 +85,9 @@ def test_same_config_is_skipped_other_config_is_an_error(trec_run, capsys):
     assert again == json.loads((out / "metrics.json").read_text())
     assert "already holds this tokenize run" in capsys.readouterr().err
     assert (out / "train_ids.npy").stat().st_mtime_ns == before
+    spelled_otherwise = str(TREC.resolve() / ".." / "trec" / "train_5500.label")
+    assert tokenize(spelled_otherwise, test=str(TREC / "TREC_10.label"), out=str(out), format="trec",
+                    encoding="latin-1", workers=1) == again
     with pytest.raises(UlmfitError, match=r"other settings \(min_freq: 2 -> 5\).*--overwrite"):
         tokenize(str(TREC / "train_5500.label"), test=str(TREC / "TREC_10.label"), out=str(out),
                  format="trec", encoding="latin-1", min_freq=5)

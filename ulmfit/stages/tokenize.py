@@ -34,7 +34,7 @@ from ..files import copy_file, read_json, staging_dir, write_json
 from ..outdir import unknown_files
 from ..progress import progress_bar
 from ..text import corpus
-from ..text.readers import DocumentSource, ReadOptions, read_options_from
+from ..text.readers import DocumentSource, ReadOptions, read_options_from, split_archive_spec
 from ..text.special import UNK_ID
 from ..text.chunks import EncodedChunk, IdTranslator, TokenNumbering, fit_array
 from ..text.tokenizers import (
@@ -191,12 +191,24 @@ def _previous_run(out: Path, cfg: TokenizeConfig, overwrite: bool) -> dict | Non
     if overwrite:
         return None
     wanted = config_to_dict(cfg)
-    differ = sorted(k for k in wanted if k not in RUNTIME_FIELDS and saved.get(k) != wanted[k])
+    differ = sorted(k for k in wanted if k not in RUNTIME_FIELDS and not _same_setting(k, saved.get(k), wanted[k]))
     if not differ:
         return read_json(out / METRICS)
     changes = ", ".join(f"{k}: {saved.get(k)!r} -> {wanted[k]!r}" for k in differ)
     raise UlmfitError(f"{out}: holds a tokenize run with other settings ({changes}); "
                       "pass --overwrite to replace it or choose another --out")
+
+
+_PATH_FIELDS = ("train", "valid", "test", "vocab_from")
+
+
+def _same_setting(field: str, saved, wanted) -> bool:
+    """Equal settings; an input path counts as equal however it is written (``../shared/data/x``
+    and ``/work/shared/data/x``), so a recipe run from another data root spelling still skips."""
+    if field not in _PATH_FIELDS or saved is None or wanted is None:
+        return saved == wanted
+    (saved_path, saved_member), (wanted_path, wanted_member) = map(split_archive_spec, (saved, wanted))
+    return saved_member == wanted_member and saved_path.resolve() == wanted_path.resolve()
 
 
 def run_tokenize(cfg: TokenizeConfig, out: Path) -> dict:
