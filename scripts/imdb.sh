@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ULMFiT on IMDb sentiment (Maas et al. 2011): the Wikipedia LMs of scripts/pretrain_wiki.sh
 # fine-tuned on the reviews (labelled and unlabelled), the classifier trained and evaluated on the
-# test reviews, for each of MODELS, then their average. Each stage is skipped
-# when its output has metrics.json, and an interrupted one resumes.
+# test reviews, for each of MODELS, then their average. Each stage is skipped when its output has
+# metrics.json, and an interrupted one resumes.
 #   PRESET=cpu (default): a subset: IMDB_DOCS=2000 reviews of each of train and test (half
 #          positive, half negative) and IMDB_UNSUP=50000 unlabelled ones (all of them; 2000 gave
 #          19.4% test error instead of 15.6%, see README.md; other presets: IMDB_DOCS), taken evenly

@@ -51,4 +51,4 @@ pretrain() {
         $(opt epochs "${LM_EPOCHS:-$([ "$PRESET" = cpu ] && echo $epochs || true)}") $(opt max_steps "${MAX_STEPS:-}") >/dev/null
 }
 each_model "$RUNS/wiki/pretrain" pretrain
-echo "wiki language models: $RUNS/wiki/lm_{${MODELS// /,}}"
+echo "wiki language models:$(for model in $MODELS; do echo -n " $RUNS/wiki/lm_$model"; done)"

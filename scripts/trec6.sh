@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ULMFiT on TREC-6: pretrain (or reuse) the Wikipedia LMs (scripts/pretrain_wiki.sh), fine-tune them
-# on the questions, train and evaluate a classifier on each, then average the classifiers. Each stage is skipped when its output folder already has metrics.json, and an
-# interrupted one resumes, so a rerun continues where it stopped.
+# on the questions, train and evaluate a classifier on each, then average the classifiers. Each
+# stage is skipped when its output folder already has metrics.json, and an interrupted one
+# resumes, so a rerun continues where it stopped.
 #   PRESET=cpu (default; 2 CPU cores) | paper (GPU) | tiny (seconds per stage, for checks)
 #   MODELS="fwd bwd" (default; words forward and backward; sp_fwd, sp_bwd: subwords; see
 #   scripts/common.sh);  PARALLEL=1: the models side by side;  WIKI=small (default) | full
