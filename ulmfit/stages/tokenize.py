@@ -83,7 +83,7 @@ class TokenizeConfig:
     workers: int = 2
 
     def inputs(self) -> dict[str, str]:
-        return {s: p for s, p in (("train", self.train), ("valid", self.valid), ("test", self.test)) if p}
+        return {split: getattr(self, split) for split in corpus.SPLITS if getattr(self, split)}
 
 
 _D = TokenizeConfig  # defaults below are read from the dataclass, never written twice
@@ -199,7 +199,7 @@ def _previous_run(out: Path, cfg: TokenizeConfig, overwrite: bool) -> dict | Non
                       "pass --overwrite to replace it or choose another --out")
 
 
-_PATH_FIELDS = ("train", "valid", "test", "vocab_from")
+_PATH_FIELDS = (*corpus.SPLITS, "vocab_from")  # the settings that name files
 
 
 def _same_setting(field: str, saved, wanted) -> bool:
