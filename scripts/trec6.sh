@@ -4,7 +4,7 @@
 # stage is skipped when its output folder already has metrics.json, and an interrupted one
 # resumes, so a rerun continues where it stopped.
 #   PRESET=cpu (default; 2 CPU cores) | paper (GPU) | tiny (seconds per stage, for checks)
-#   MODELS="fwd bwd" (default; words forward and backward; sp_fwd, sp_bwd: subwords; see
+#   MODELS="fwd sp_fwd" (default; words and subwords, forward; bwd, sp_bwd: backward; see
 #   scripts/common.sh);  PARALLEL=1: the models side by side;  WIKI=small (default) | full
 #   ULMFIT_DATA: data root (default ../shared/data); RUNS: output root (default runs/$PRESET)
 #   LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS: optional overrides of the preset's values.

@@ -2,7 +2,7 @@
 import json
 
 from ulmfit.ablations import (BWD, DEFAULT_TRICKS, FWD, LM, SCRATCH, find_row, lowshot_rows, tables,
-                              tricks_rows)
+                              tricks_rows, wiki_directions)
 from ulmfit.stages.ablate import Setup, encoder_options, lm_options
 from ulmfit.tricks import list_tricks
 
@@ -28,6 +28,13 @@ def test_the_default_classifiers_are_shared_from_the_direction_table():
     assert shared == {("pretraining", "02-wiki"): "01-fwd", ("lm_finetune", "04-full+discr+stlr"): "01-fwd",
                       ("direction", "01-fwd"): "01-fwd", ("direction", "02-bwd"): "02-bwd",
                       ("lowshot", "02-semisup-nall"): "01-fwd"}
+
+
+def test_only_the_direction_table_needs_the_backward_wikipedia_lm():
+    # the recipes' default MODELS pretrains no backward word LM, so ablate checks for it by table
+    needs = {table: wiki_directions(rows) for table, rows in tables(lowshot=("100", "all")).items()}
+    assert needs == {"classifier": set(), "pretraining": {False}, "lm_finetune": {False},
+                     "direction": {False, True}, "lowshot": {False}, "tricks": set()}
 
 
 def test_paper_figures_only_where_the_paper_has_the_row():

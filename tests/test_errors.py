@@ -79,6 +79,13 @@ def input_inside_out(stack, tmp):
     (tmp / "X" / "data.txt").write_text("one doc\nanother doc\n")
 
 
+def forward_recipe_runs(stack, tmp):
+    """A runs root as scripts/trec6.sh leaves it with the default MODELS: no backward word LM."""
+    for folder in ("trec/tok", "trec/lm_fwd", "wiki/lm_fwd"):
+        (tmp / folder).mkdir(parents=True)
+        (tmp / folder / "metrics.json").write_text("{}")
+
+
 def one_class(folder: Path) -> None:
     for split in ("train", "valid", "test"):
         np.save(folder / f"{split}_labels.npy", np.zeros(len(np.load(folder / f"{split}_labels.npy")), np.int64))
@@ -194,6 +201,9 @@ BAD = [
     ("ensemble --models {clf} --data {tok} --out {clf}", "--out: {clf} is one of the models"),
     ("ablate --runs {tmp}/nope", "{tmp}/nope/trec/tok: not found; run scripts/trec6.sh"),
     ("ablate --runs {tmp} --tables nope", "--tables: unknown table 'nope'; choose from classifier, pretraining"),
+    ("ablate --runs {tmp} --tables direction",
+     "{tmp}/wiki/lm_bwd: not found; the direction table starts from it: run MODELS=bwd scripts/pretrain_wiki.sh",
+     forward_recipe_runs),
     ("report --runs_dir {tmp}/nope", "nope: folder not found"),
     ("tricks --verbose", "--verbose: unknown option"),
     ("import_fastai --weights {tmp}/nope.pth --vocab {tmp}/nope.pkl --out {tmp}/imp", "nope.pkl: file not found"),

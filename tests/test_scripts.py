@@ -14,9 +14,11 @@ def run_script(name: str, runs: Path, **settings: str) -> subprocess.CompletedPr
     """Run scripts/<name> on the tiny preset into ``runs``; it must succeed.
 
     This checkout's package goes first on PYTHONPATH, so the ``ulmfit`` console script (which may
-    be installed from another checkout) runs this code.
+    be installed from another checkout) runs this code. The recipes' default MODELS applies unless
+    ``settings`` names one.
     """
-    env = {**os.environ, "PRESET": "tiny", "RUNS": str(runs), "OMP_NUM_THREADS": "1",
+    inherited = {k: v for k, v in os.environ.items() if k != "MODELS"}
+    env = {**inherited, "PRESET": "tiny", "RUNS": str(runs), "OMP_NUM_THREADS": "1",
            "ULMFIT_DATA": str(data_root()), "PYTHONPATH": os.pathsep.join(
                p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p), **settings}
     result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / name)], env=env, capture_output=True, text=True,
@@ -31,12 +33,12 @@ def read(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def trec6(tmp_path_factory):
-    """The outputs of scripts/trec6.sh (tiny, 8 steps per stage, both default models side by side),
-    which the other recipes start from."""
+    """The outputs of scripts/trec6.sh (tiny, 8 steps per stage) with the word models forward and
+    backward side by side, which the other recipes (ablate's direction table) start from."""
     if not (data_root() / "trec").exists() or not (data_root() / "wikipedia").exists():
         pytest.skip("TREC or Wikipedia data not found under the data root")
     runs = tmp_path_factory.mktemp("runs")
-    return runs, run_script("trec6.sh", runs, MAX_STEPS="8", PARALLEL="1")
+    return runs, run_script("trec6.sh", runs, MAX_STEPS="8", PARALLEL="1", MODELS="fwd bwd")
 
 
 @pytest.mark.slow
@@ -50,7 +52,7 @@ def test_trec6_recipe_runs_end_to_end_on_the_tiny_preset(trec6):
     for log in ("wiki/pretrain_fwd.log", "wiki/pretrain_bwd.log", "trec/log_fwd.log", "trec/log_bwd.log"):
         assert "epoch 1" in (runs / log).read_text()  # PARALLEL=1: each model's progress in its log
     # a rerun (one model after the other) skips every finished stage
-    again = run_script("trec6.sh", runs, MAX_STEPS="8")
+    again = run_script("trec6.sh", runs, MAX_STEPS="8", MODELS="fwd bwd")
     assert "epoch 1" not in again.stderr and "==" not in again.stderr
 
 
@@ -65,11 +67,11 @@ def test_pretraining_on_the_other_wikipedia_into_the_same_runs_is_refused(trec6)
 
 
 @pytest.mark.slow
-def test_word_and_subword_models_each_read_their_own_tokens_and_are_averaged(tmp_path):
+def test_the_default_models_are_words_and_subwords_each_reading_their_own_tokens_averaged(tmp_path):
     if not (data_root() / "trec").exists() or not (data_root() / "wikipedia").exists():
         pytest.skip("TREC or Wikipedia data not found under the data root")
     runs = tmp_path / "runs"
-    run_script("trec6.sh", runs, MAX_STEPS="4", MODELS="fwd sp_fwd")
+    run_script("trec6.sh", runs, MAX_STEPS="4")
     assert read(runs / "wiki" / "tok" / "tokenizer.json")["kind"] == "spacy"
     assert read(runs / "wiki" / "tok_sp" / "tokenizer.json")["kind"] == "sentencepiece"
     assert read(runs / "wiki" / "lm_sp_fwd" / "config.json")["data"] == f"{runs}/wiki/tok_sp"
@@ -80,7 +82,7 @@ def test_word_and_subword_models_each_read_their_own_tokens_and_are_averaged(tmp
         (f"{runs}/trec/clf_fwd", f"{runs}/trec/tok"), (f"{runs}/trec/clf_sp_fwd", f"{runs}/trec/tok_sp")]
     assert mixed["ensemble"]["n"] == 500
     if (data_root() / "mpqa" / "train.csv").exists():  # devsuite's table: a column per model
-        run_script("devsuite.sh", runs, SETS="mpqa", MAX_STEPS="4", MODELS="fwd sp_fwd")
+        run_script("devsuite.sh", runs, SETS="mpqa", MAX_STEPS="4")
         table = (runs / "devsuite.txt").read_text().splitlines()
         assert table[0].split() == ["set", "fwd", "sp_fwd", "ensemble", "bow", "floor", "tf-idf", "floor"]
         error = read(runs / "mpqa" / "ensemble_test.json")["ensemble"]["error_rate"]
@@ -229,7 +231,7 @@ def test_devsuite_recipe_tabulates_each_set_against_its_floors(trec6):
     if not all((data_root() / name / "train.csv").exists() for name in ("cr", "mpqa")):
         pytest.skip("CR or MPQA data not found under the data root")
     runs, _ = trec6
-    result = run_script("devsuite.sh", runs, SETS="cr mpqa", MAX_STEPS="4")
+    result = run_script("devsuite.sh", runs, SETS="cr mpqa", MAX_STEPS="4", MODELS="fwd bwd")
     for name, n_test in (("cr", 377), ("mpqa", 1060)):
         assert read(runs / name / "tok" / "metrics.json")["splits"]["test"]["docs"] == n_test
         assert read(runs / name / "clf_bwd" / "eval_test.json")["n"] == n_test

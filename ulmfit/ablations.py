@@ -78,6 +78,11 @@ class Row:
         return DIRECTION[self.encoder.backwards]
 
 
+def wiki_directions(rows: tuple[Row, ...]) -> set[bool]:
+    """The directions (``backwards``) of the Wikipedia LMs that ``rows`` fine-tune."""
+    return {row.encoder.backwards for row in rows if isinstance(row.encoder, LM) and row.encoder.command == "finetune"}
+
+
 # Table 7 of the paper: without "stlr" or "cos" a row uses a constant rate. Row 10 restarts the
 # schedule in each epoch of gradual unfreezing, as the original ULMFiT scripts did.
 CLASSIFIER = (

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import fire
 
-from ..ablations import ALL, DEFAULT_LOWSHOT, DEFAULT_OPTIONS, DEFAULT_TRICKS, LM, SCRATCH, SHARED_TABLE, TREC_LM, Row
+from ..ablations import (ALL, DEFAULT_LOWSHOT, DEFAULT_OPTIONS, DEFAULT_TRICKS, LM, SCRATCH, SHARED_TABLE, TREC_LM,
+                         Row, wiki_directions)
 from ..ablations import tables as table_rows
 from ..artefacts import CONFIG, EVAL_REPORT, LAST_CHECKPOINT, METRICS
 from ..errors import UlmfitError
@@ -166,8 +167,9 @@ def ablate(runs: str, tables: str = "classifier", seeds: str = "0 1 2", lowshot:
 
     Args:
         runs: the output root of scripts/trec6.sh with the same preset: the Wikipedia LMs
-            (wiki/lm_fwd, wiki/lm_bwd), the tokenized TREC-6 (trec/tok) and its fine-tuned forward
-            LM (trec/lm_fwd), whose length every language model of the rows repeats.
+            (wiki/lm_fwd; wiki/lm_bwd for the direction table, ``MODELS=bwd
+            scripts/pretrain_wiki.sh``), the tokenized TREC-6 (trec/tok) and its fine-tuned
+            forward LM (trec/lm_fwd), whose length every language model of the rows repeats.
         tables: space-separated, any of classifier, pretraining, lm_finetune, direction, lowshot,
             tricks.
         seeds: space-separated seeds; each repeats the whole pipeline after pretraining.
@@ -193,6 +195,12 @@ def ablate(runs: str, tables: str = "classifier", seeds: str = "0 1 2", lowshot:
     for needed in (setup.tok, setup.trec_lm):
         if not (needed / METRICS).exists():
             raise UlmfitError(f"{needed}: not found; run scripts/trec6.sh with the same preset and runs first")
+    for table in chosen:
+        for backwards in sorted(wiki_directions(spec[table])):
+            if not (setup.wiki_lm(backwards) / METRICS).exists():  # the recipes' default MODELS has no bwd
+                raise UlmfitError(f"{setup.wiki_lm(backwards)}: not found; the {table} table starts from it: run "
+                                  f"MODELS={'bwd' if backwards else 'fwd'} scripts/pretrain_wiki.sh with the "
+                                  "same preset and runs first")
     for table in chosen:
         rows = {row.folder: row for row in spec[table]}
         for seed in seeds.split():
