@@ -8,7 +8,8 @@
 #   PRESET=cpu (default) | paper | tiny;  SEEDS="0 1 2";  TABLES="classifier" (any of classifier,
 #   pretraining, lm_finetune, direction, lowshot, tricks)
 #   RUNS: output root of scripts/trec6.sh (default runs/$PRESET), whose Wikipedia LMs, tokenized
-#         TREC-6 and fine-tuned forward LM the rows start from (run it first); MAX_STEPS: bound every run.
+#         TREC-6 and fine-tuned forward LM the rows start from (run it first; the direction table also
+#         needs the backward word LM: MODELS=bwd scripts/pretrain_wiki.sh); MAX_STEPS: bound every run.
 #   LOWSHOT="100 200 500 1000 all": training-set sizes of the lowshot table.
 #   TRICKS, OPTIONS: the tricks table's specs and option rows (see scripts/tricks.sh); unset: the
 #         defaults below, empty: none.

@@ -4,7 +4,7 @@
 #   MODELS: the classifiers a recipe trains and averages, each a Wikipedia LM of its own:
 #     fwd | bwd: words (spaCy rules, each set its own vocabulary), read forward | backward;
 #     sp_fwd | sp_bwd: subwords (SentencePiece pieces learnt on Wikipedia, shared by every set).
-#     Default "fwd sp_fwd" (words and subwords, forward; README.md, "Words and subwords");
+#     Default "fwd sp_fwd" (words and subwords, forward; README.md, "Default: words and subwords");
 #     e.g. MODELS=fwd for one model, MODELS="fwd bwd" for the paper's forward + backward pair.
 #   PARALLEL=1: the models run side by side rather than one after the other (see each_model).
 # They are exported, for the recipes a recipe calls.
