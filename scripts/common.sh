@@ -53,7 +53,7 @@ resume() { if [ -f "$1/last.pt" ]; then echo "--resume"; else rm -rf "$1"; fi; }
 # each_model LOG STEP ARGS...: "STEP MODEL ARGS..." for each of MODELS, one after the other.
 # With PARALLEL=1 they run side by side, each at OMP_NUM_THREADS=<cores / models> unless that is
 # set, with its stderr (progress bars) in LOG_<model>.log: on a busy 2-core machine two one-thread
-# runs got more done than one two-thread run (README.md, "Both directions side by side").
+# runs got more done than one two-thread run (README.md, "Models side by side").
 each_model() {
     local log=$1 step=$2 model pids=() failed=() threads i=0
     shift 2
