@@ -17,8 +17,8 @@
 #   PRESET=tiny: IMDB_DOCS=40, the first IMDB_TOKENS=400 tokens and tiny models, for checks.
 #   MODELS (scripts/common.sh);  PARALLEL=1: the models side by side, each at one thread on 2
 #   cores, about nine tenths of the time of the two in turn when nothing else runs (README.md,
-#   "Models side by side"; with IMDB_DOCS=all, two LM fine-tunings of about 2.6 GiB each at once);  ULMFIT_DATA, RUNS, WIKI, LM_EPOCHS, FT_EPOCHS,
-#   CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
+#   "Models side by side"; with IMDB_DOCS=all, two LM fine-tunings of about 2.6 GiB each at once);
+#   ULMFIT_DATA, RUNS, WIKI, LM_EPOCHS, FT_EPOCHS, CLF_EPOCHS, MAX_STEPS as in scripts/trec6.sh.
 # Results, with ROOT=$RUNS/imdb/<IMDB_DOCS>u<IMDB_UNSUP> (or $RUNS/imdb/all):
 #   ROOT/clf_<model>/eval_test.json and ROOT/eval_test.json (the average).
 cd "$(dirname "$0")/.."

@@ -196,11 +196,11 @@ def ablate(runs: str, tables: str = "classifier", seeds: str = "0 1 2", lowshot:
         if not (needed / METRICS).exists():
             raise UlmfitError(f"{needed}: not found; run scripts/trec6.sh with the same preset and runs first")
     for table in chosen:
-        for backwards in sorted(wiki_directions(spec[table])):
-            if not (setup.wiki_lm(backwards) / METRICS).exists():  # the recipes' default MODELS has no bwd
-                raise UlmfitError(f"{setup.wiki_lm(backwards)}: not found; the {table} table starts from it: run "
-                                  f"MODELS={'bwd' if backwards else 'fwd'} scripts/pretrain_wiki.sh with the "
-                                  "same preset and runs first")
+        for lm in (setup.wiki_lm(backwards) for backwards in sorted(wiki_directions(spec[table]))):
+            if not (lm / METRICS).exists():  # the recipes' default MODELS has no bwd
+                raise UlmfitError(f"{lm}: not found; the {table} table starts from it: run "
+                                  f"MODELS={lm.name.removeprefix('lm_')} scripts/pretrain_wiki.sh with the same "
+                                  "preset and runs first")
     for table in chosen:
         rows = {row.folder: row for row in spec[table]}
         for seed in seeds.split():
