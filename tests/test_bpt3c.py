@@ -22,9 +22,11 @@ class StandInEncoder(nn.Module):
         self.lstms = nn.ModuleList([nn.LSTM(emb_size, hidden_size, batch_first=True),
                                     nn.LSTM(hidden_size, emb_size, batch_first=True)])
         self.calls = []  # (chunk length, grad enabled)
+        self.rows = []  # documents in each call
 
     def forward(self, tokens, state=None):
         self.calls.append((tokens.shape[1], torch.is_grad_enabled()))
+        self.rows.append(tokens.shape[0])
         x, new_state = self.embedding(tokens), []
         for layer, lstm in enumerate(self.lstms):
             x, layer_state = lstm(x, None if state is None else state[layer])
@@ -79,6 +81,29 @@ def test_only_the_window_builds_a_graph():
     grad_tokens = sum(n for n, grad in encoder.calls if grad)
     assert grad_tokens == 140
     assert sum(n for n, _ in encoder.calls) == 500
+
+
+def test_the_encoder_reads_only_the_documents_not_ended_yet():
+    encoder = make_encoder("stand-in", vocab_size=50)
+    tokens = torch.randint(2, 50, (3, 500))
+    lengths = torch.tensor([500, 420, 17])
+    with torch.no_grad():
+        bpt3c_features(encoder, tokens, lengths, bptt=70, max_len=140)
+    starts = [s for s, _, _ in chunk_spans(500, 70, 140)]  # 0, 70, ..., 350, 360, 430: 420 has ended
+    assert encoder.rows == [int((lengths > s).sum()) for s in starts]
+    assert encoder.rows[0] == 3 and encoder.rows[1] == 2 and encoder.rows[-1] == 1
+
+
+def test_an_empty_document_pools_to_zeros_beside_one_read_in_chunks():
+    encoder = make_encoder("awd-lstm", vocab_size=40).eval()
+    doc = torch.randint(2, 40, (50,))
+    tokens = torch.full((2, 50), PAD)
+    tokens[0] = doc
+    with torch.no_grad():
+        features = bpt3c_features(encoder, tokens, torch.tensor([50, 0]), bptt=20, max_len=30)
+        alone = bpt3c_features(encoder, doc[None], torch.tensor([50]), bptt=20, max_len=30)
+    assert torch.equal(features[1], torch.zeros_like(features[1]))
+    torch.testing.assert_close(features[0], alone[0], atol=1e-5, rtol=1e-4)
 
 
 def test_no_graph_under_no_grad():
