@@ -70,8 +70,9 @@ def bpt3c_features(encoder: nn.Module, tokens: Tensor, lengths: Tensor, bptt: in
     """
     if tokens.dim() != 2 or lengths.shape != tokens.shape[:1]:
         raise ValueError(f"tokens {tuple(tokens.shape)} and lengths {tuple(lengths.shape)} do not match")
+    ends = lengths.cpu()  # decides which documents each chunk reads, with no device sync per chunk
     lengths = lengths.to(tokens.device)
-    longest = int(lengths.max()) if len(lengths) else 0
+    longest = int(ends.max()) if len(ends) else 0
     if longest < 1 or longest > tokens.shape[1]:
         raise ValueError(f"longest length {longest} does not fit tokens of width {tokens.shape[1]}")
     window_tokens = len(lengths) * min(longest, max_len)
@@ -79,22 +80,23 @@ def bpt3c_features(encoder: nn.Module, tokens: Tensor, lengths: Tensor, bptt: in
     pool_start = (lengths - max_len).clamp(min=0)
     pooler = ConcatPooler()
     state = None
-    reading = torch.arange(len(lengths), device=tokens.device)  # the documents not ended yet
+    reading = torch.arange(len(ends))  # the documents not ended yet
+    rows = None  # ``reading`` on the device once a document has ended; None while all are read
     for start, end, keeps_grad in chunk_spans(longest, bptt, max_len):
-        going_on = lengths[reading] > start
+        going_on = ends[reading] > start
         if not bool(going_on.all()):
             reading = reading[going_on]
-            state = None if state is None else [(h[:, going_on], c[:, going_on]) for h, c in state]
-        all_read = len(reading) == len(lengths)
-        chunk = tokens[:, start:end] if all_read else tokens[reading, start:end]
+            rows, kept = reading.to(tokens.device), going_on.to(tokens.device)
+            state = None if state is None else [(h[:, kept], c[:, kept]) for h, c in state]
+        chunk = tokens[:, start:end] if rows is None else tokens[rows, start:end]
         if keeps_grad and recompute:
             last_raw, state = checkpointed_chunk(encoder, chunk, state)
         else:
             with contextlib.nullcontext() if keeps_grad else torch.no_grad():
                 out = encoder(chunk, state)
             last_raw, state = out.last_raw, out.state
-        if not all_read:  # ended documents pool nothing more: zeros under a False mask
-            last_raw = last_raw.new_zeros(len(lengths), *last_raw.shape[1:]).index_copy(0, reading, last_raw)
+        if rows is not None:  # ended documents pool nothing more: zeros under a False mask
+            last_raw = last_raw.new_zeros(len(lengths), *last_raw.shape[1:]).index_copy(0, rows, last_raw)
         positions = torch.arange(start, end, device=tokens.device)
         pooled = (positions >= pool_start[:, None]) & (positions < lengths[:, None])
         pooler.update(last_raw, pooled)
