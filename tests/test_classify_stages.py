@@ -15,6 +15,7 @@ from ulmfit.errors import UlmfitError
 from ulmfit.classifier.data import ClassificationData, training_data
 from ulmfit.classifier.predict import predict_probs
 from ulmfit.stages.classify import ClassifierConfig, train
+from ulmfit.stages import infer
 from ulmfit.stages.infer import ensemble, evaluate, predict
 from locations import data_root
 from ulmfit.stages.lm import LMTrainConfig, _stream, finetune, pretrain
@@ -168,7 +169,9 @@ def test_finetune_max_train_reads_the_documents_the_classifier_of_the_same_seed_
     assert metrics["steps"] >= 30 and np.isfinite(metrics["final_valid_loss"])
 
 
-def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(scratch, trec_tok, tmp_path):
+def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(scratch, trec_tok, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setattr(infer, "_saved_probs", lambda *args: None)  # score the models here, not reuse evaluate's
     fwd = scratch[0]
     bwd = tmp_path / "bwd"
     train(data=str(trec_tok), out=str(bwd), from_scratch=True, backwards=True, preset="tiny", epochs=2,
@@ -194,7 +197,38 @@ def test_ensemble_averages_each_models_probabilities_read_in_its_own_direction(s
         ensemble(f"{fwd},{bwd}", str(trec_tok), out=str(bwd), device="cpu")
 
 
-def test_ensemble_of_word_and_subword_models_reads_each_models_own_tokenized_folder(scratch, trec_tok, tmp_path):
+def test_ensemble_reuses_evaluates_probabilities_only_for_the_same_weights_and_split(scratch, trec_tok, tmp_path,
+                                                                                     monkeypatch):
+    model = tmp_path / "clf"
+    shutil.copytree(scratch[0], model)
+    evaluate(str(model), str(trec_tok), device="cpu")
+    saved = np.load(model / "probs_test.npy")
+    scored = []
+    real_predict = infer._tta_predict
+    monkeypatch.setattr(infer, "_tta_predict", lambda *args: scored.append(1) or real_predict(*args))
+
+    def ensemble_probs():
+        ensemble([str(model), str(model)], str(trec_tok), out=str(tmp_path / "ens"), device="cpu")
+        return np.load(tmp_path / "ens" / "ensemble_probs_test.npy")
+
+    assert np.array_equal(ensemble_probs(), saved) and not scored  # read back, not scored again
+    np.save(model / "probs_test.npy", np.full_like(saved, 1 / saved.shape[1]))  # not the file evaluate wrote
+    assert np.array_equal(ensemble_probs(), saved) and len(scored) == 2
+    evaluate(str(model), str(trec_tok), device="cpu")
+    weights = torch.load(model / "model.pt", weights_only=True)
+    torch.save({name: value + 0.01 if value.is_floating_point() else value for name, value in weights.items()},
+               model / "model.pt")  # retrained, say
+    changed = ensemble_probs()
+    assert len(scored) == 5 and not np.allclose(changed, saved)
+    evaluate(str(model), str(trec_tok), tta=1, device="cpu")  # augmented: not what the ensemble averages
+    scored.clear()
+    ensemble_probs()
+    assert len(scored) == 2
+
+
+def test_ensemble_of_word_and_subword_models_reads_each_models_own_tokenized_folder(scratch, trec_tok, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(infer, "_saved_probs", lambda *args: None)  # score the models here, not reuse evaluate's
     trec = data_root() / "trec"
     pieces = tmp_path / "sp_tok"
     tokenize(str(trec / "train_5500.label"), test=str(trec / "TREC_10.label"), out=str(pieces), format="trec",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..artefacts import CONFIG, CONFUSION_PLOT, ENSEMBLE_PROBS, ENSEMBLE_REPORT, EVAL_PROBS, EVAL_REPORT, METRICS
+from ..artefacts import (CONFIG, CONFUSION_PLOT, ENSEMBLE_PROBS, ENSEMBLE_REPORT, EVAL_PROBS, EVAL_REPORT, METRICS,
+                         MODEL)
 from ..classifier.head import TextClassifier
 from ..classifier.metrics import average_probabilities, classification_report, plot_confusion_matrix
 from ..classifier.predict import predict_probs
@@ -26,7 +28,7 @@ from ..classifier.tta import tta_neighbours, tta_probs
 from ..errors import UlmfitError
 from ..files import atomic_path, read_json, save_npy, write_json
 from ..model_folder import check_data_fits, check_same_classes
-from ..text.corpus import UNLABELLED, TokenizedSplit, load_split
+from ..text.corpus import UNLABELLED, TokenizedSplit, ids_path, load_split, offsets_path
 from ..text.readers import DocumentSource, ReadOptions
 from ..text.tokenizers import load_tokenizer
 from .classify import ClassifierConfig, load_classifier
@@ -58,9 +60,11 @@ def evaluate(model: str, data: str, split: str = "test", bs: int | None = None, 
     """
     model_dir, data_dir = Path(model), Path(data)
     _, classes, split_data, probs = _model_probs(model_dir, data_dir, split, bs, resolve_device(device), tta)
+    probs_path = model_dir / EVAL_PROBS.format(split=split)
+    save_npy(probs_path, probs.astype(np.float32))
     report = {"model": str(model_dir), "data": str(data_dir), "split": split, "tta": tta,
-              **_report(np.asarray(split_data.labels), probs, classes)}
-    save_npy(model_dir / EVAL_PROBS.format(split=split), probs.astype(np.float32))
+              **_report(np.asarray(split_data.labels), probs, classes),
+              "inputs_sha256": _inputs_sha256(model_dir, data_dir, split), "probs_sha256": _sha256(probs_path)}
     plot_confusion_matrix(np.array(report["confusion_matrix"]), classes, model_dir / CONFUSION_PLOT.format(split=split))
     write_json(model_dir / EVAL_REPORT.format(split=split), report)
     print(format_report(report), file=sys.stderr)
@@ -127,7 +131,8 @@ def ensemble(models: str | Sequence[str], data: str | Sequence[str], split: str 
     ``out`` becomes the ensemble's run, shaped like a classifier's evaluated run (for ``ulmfit
     report``): ``eval_<split>.json`` (the ensemble's report, as ``evaluate`` writes it),
     ``config.json`` (the models, data and split) and ``metrics.json`` (the models' training times
-    summed).
+    summed). A model that ``evaluate`` scored on the same split is not scored again: its saved
+    probabilities are read back while its weights, config and the split's ids are unchanged.
 
     Args:
         models: classifier folders, comma-separated (or a list).
@@ -157,7 +162,8 @@ def ensemble(models: str | Sequence[str], data: str | Sequence[str], split: str 
     dev = resolve_device(device)
     members, all_probs, classes, labels = [], [], None, None
     for name, data_dir in zip(names, data_dirs):
-        cfg, model_classes, split_data, probs = _model_probs(Path(name), Path(data_dir), split, bs, dev)
+        cfg, model_classes, split_data, probs = _model_probs(Path(name), Path(data_dir), split, bs, dev,
+                                                             reuse_saved=True)
         model_labels = np.asarray(split_data.labels)
         if classes is not None:
             check_same_classes(Path(name), model_classes, Path(names[0]), classes)
@@ -221,15 +227,52 @@ def _total(values: Iterable[float | None]) -> float | None:
 # -- the model's probabilities --------------------------------------------------------------------
 
 def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None, device: torch.device,
-                 tta: int = 0) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:
+                 tta: int = 0, reuse_saved: bool = False
+                 ) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:
     """Load a classifier, check it fits the data and return its probabilities on ``split``
-    (averaged over ``tta`` augmented copies too)."""
+    (averaged over ``tta`` augmented copies too); ``reuse_saved``: those ``evaluate`` saved for
+    the same model and data without augmentation, when there are such (see ``_saved_probs``)."""
     cfg, classes, model = load_classifier(model_dir)
     check_data_fits(model_dir, classes, data_dir)
     data = load_split(data_dir, split)
     check_labels(data, len(classes), data_dir, split)
+    saved = _saved_probs(model_dir, data_dir, split) if reuse_saved and tta == 0 else None
+    if saved is not None and saved.shape == (len(data), len(classes)):
+        return cfg, classes, data, saved
     probs = _tta_predict(model.to(device), list(data), cfg, bs, device, tta, tta_neighbours(model, tta))
     return cfg, classes, data, probs
+
+
+def _saved_probs(model_dir: Path, data_dir: Path, split: str) -> np.ndarray | None:
+    """``probs_<split>.npy`` of the model's last ``evaluate`` on ``split``, if that ran without
+    augmentation on the very same weights, config and tokenized split (by content, whatever the
+    paths), and the file is the one it wrote; else None. Scoring is the slow part of an ensemble."""
+    report_path, probs_path = model_dir / EVAL_REPORT.format(split=split), model_dir / EVAL_PROBS.format(split=split)
+    if not (report_path.exists() and probs_path.exists()):
+        return None
+    report = read_json(report_path)
+    if (report.get("tta") != 0 or report.get("probs_sha256") != _sha256(probs_path)
+            or report.get("inputs_sha256") != _inputs_sha256(model_dir, data_dir, split)):
+        return None
+    return np.load(probs_path, allow_pickle=False)
+
+
+def _inputs_sha256(model_dir: Path, data_dir: Path, split: str) -> str:
+    """A hash of everything a classifier's probabilities on a split depend on: its weights, its
+    config (reading direction, max_tokens) and the split's arrays."""
+    files = [model_dir / MODEL, model_dir / CONFIG, ids_path(data_dir, split), offsets_path(data_dir, split)]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _tta_predict(model: TextClassifier, docs: Sequence[np.ndarray], cfg: ClassifierConfig, bs: int | None,
