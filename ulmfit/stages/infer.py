@@ -230,14 +230,14 @@ def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None, de
                  tta: int = 0, reuse_saved: bool = False
                  ) -> tuple[ClassifierConfig, list[str], TokenizedSplit, np.ndarray]:
     """Load a classifier, check it fits the data and return its probabilities on ``split``
-    (averaged over ``tta`` augmented copies too); ``reuse_saved``: those ``evaluate`` saved for
-    the same model and data without augmentation, when there are such (see ``_saved_probs``)."""
+    (averaged over ``tta`` augmented copies too); ``reuse_saved`` (no ``tta``): those ``evaluate``
+    saved for the same model and data without augmentation, when there are such (see ``_saved_probs``)."""
     cfg, classes, model = load_classifier(model_dir)
     check_data_fits(model_dir, classes, data_dir)
     data = load_split(data_dir, split)
     check_labels(data, len(classes), data_dir, split)
-    saved = _saved_probs(model_dir, data_dir, split) if reuse_saved and tta == 0 else None
-    if saved is not None and saved.shape == (len(data), len(classes)):
+    saved = _saved_probs(model_dir, data_dir, split) if reuse_saved else None
+    if saved is not None:
         return cfg, classes, data, saved
     probs = _tta_predict(model.to(device), list(data), cfg, bs, device, tta, tta_neighbours(model, tta))
     return cfg, classes, data, probs
@@ -246,7 +246,8 @@ def _model_probs(model_dir: Path, data_dir: Path, split: str, bs: int | None, de
 def _saved_probs(model_dir: Path, data_dir: Path, split: str) -> np.ndarray | None:
     """``probs_<split>.npy`` of the model's last ``evaluate`` on ``split``, if that ran without
     augmentation on the very same weights, config and tokenized split (by content, whatever the
-    paths), and the file is the one it wrote; else None. Scoring is the slow part of an ensemble."""
+    paths), and the file is the one it wrote (so its shape is the split's and the model's); else
+    None. Scoring is the slow part of an ensemble."""
     report_path, probs_path = model_dir / EVAL_REPORT.format(split=split), model_dir / EVAL_PROBS.format(split=split)
     if not (report_path.exists() and probs_path.exists()):
         return None
