@@ -118,18 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     except BaseException:
         traceback.print_exc()
         code = 1
-    _exit_without_finalizing(code)
-
-
-def _exit_without_finalizing(code: int) -> None:
-    """End a torchrun rank without Python's finalization. Gloo's worker threads can still hold
-    collectives' tensors after ``destroy_process_group``; one released while the interpreter
-    finalizes takes the GIL from a dying interpreter and the rank aborts (SIGABRT, "terminate called
-    without an active exception"; pytorch/pytorch#179291) after a run that succeeded. Every output
-    is written, renamed and closed by now, so only the standard streams need flushing."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    distributed.exit_without_finalizing(code)
 
 
 def _run(argv: list[str] | None) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -57,6 +58,17 @@ def process_group() -> Iterator[None]:
         dist.barrier()  # leave together: no rank tears its connections down while another still works
     finally:
         dist.destroy_process_group()
+
+
+def exit_without_finalizing(code: int) -> None:
+    """End a rank without Python's finalization. Gloo's worker threads can still hold
+    collectives' tensors after ``destroy_process_group``; one released while the interpreter
+    finalizes takes the GIL from a dying interpreter and the rank aborts (SIGABRT, "terminate called
+    without an active exception"; pytorch/pytorch#179291) after a run that succeeded. Every output
+    is written, renamed and closed by now, so only the standard streams need flushing."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def world_size() -> int:
