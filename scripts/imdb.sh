@@ -12,7 +12,7 @@
 #          ones gave 12.95% test error against 13.87% with 400, see README.md).
 #          IMDB_DOCS=all: all of it as below, the classifier for CLF_EPOCHS=5 (one per unfreezing
 #          stage; 25,000 labels need fewer passes): MODELS=fwd 7.91% test error, 2 h 11 min
-#          wall; the default pair (PARALLEL=1) seed 0 7.65%, 2 h 21 min (README.md).
+#          wall; the default pair (PARALLEL=1) 7.55 +- 0.09% over 3 seeds, 2 h 21 min (README.md).
 #   PRESET=paper: all of it (25,000 train, 50,000 unlabelled, 25,000 test reviews), read straight
 #          from the archive (ARCHIVE:FOLDER); so does IMDB_DOCS=all with any preset.
 #   PRESET=tiny: IMDB_DOCS=40, the first IMDB_TOKENS=400 tokens and tiny models, for checks.
