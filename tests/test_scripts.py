@@ -87,6 +87,8 @@ def test_the_default_models_are_words_and_subwords_each_reading_their_own_tokens
         assert table[0].split() == ["set", "fwd", "sp_fwd", "ensemble", "bow", "floor", "tf-idf", "floor"]
         error = read(runs / "mpqa" / "ensemble_test.json")["ensemble"]["error_rate"]
         assert table[1].split()[3] == f"{100 * error:.2f}"
+        run_script("devsuite.sh", runs, SETS="mpqa", MAX_STEPS="4", MODELS="fwd")  # one model averages nothing,
+        assert (runs / "devsuite.txt").read_text().splitlines()[1].split()[2] == "-"  # not the pair's above
 
 
 def test_an_unknown_model_name_is_refused_before_any_work():
